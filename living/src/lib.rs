@@ -1,0 +1,17 @@
+//! # livehouse-living
+//!
+//! Rooms. Owns the `t_living_room` / `t_living_room_record` tables ([`entity`], [`migration`]),
+//! the rooms service ([`LivingService`]: start, close, cached look-up, cached lists, records) and
+//! the scheduled job that rebuilds the room lists ([`lists`]).
+//!
+//! Must not: speak HTTP (that is `livehouse-api`) or read the users table (the anchor's name is
+//! copied into the room at start, so list reads need nothing else).
+
+pub mod entity;
+pub mod lists;
+pub mod migration;
+pub mod service;
+
+pub use service::{
+    LivingError, LivingResult, LivingService, Page, Room, RoomRecord, RoomSummary, StartRoom,
+};

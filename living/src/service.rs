@@ -1,0 +1,438 @@
+//! The rooms service: start, close, look up and list rooms.
+//!
+//! SQL is the truth; the cache holds each room for 30 minutes (with a short-lived empty marker
+//! for ids that do not exist) and the per-type room lists that [`crate::lists`] rebuilds. List
+//! reads never touch SQL. Must not: know about HTTP or the current user's session (the api
+//! checks identity and the anchor tag; this service checks ownership).
+
+use crate::entity::{living_room, living_room_record};
+use livehouse_core::cache::{Cache, CacheError};
+use livehouse_core::{ids, time::now_ms};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a room stays in the cache.
+pub const ROOM_CACHE_TTL: Duration = Duration::from_secs(30 * 60);
+/// How long "this id is not a live room" is remembered.
+pub const EMPTY_MARKER_TTL: Duration = Duration::from_secs(10);
+/// Most rooms a list holds.
+pub const LIST_MAX: usize = 1000;
+/// Room types.
+pub const ROOM_TYPES: [i32; 2] = [1, 2];
+const EMPTY_MARKER: &str = "{}";
+
+pub fn room_key(room_id: i64) -> String {
+    format!("living:room:{room_id}")
+}
+
+pub fn list_key(room_type: i32) -> String {
+    format!("living:list:{room_type}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LivingError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("room not found or not live")]
+    NotFound,
+    #[error("only the room's anchor may do this")]
+    Forbidden,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+pub type LivingResult<T> = Result<T, LivingError>;
+
+/// A live room as the services and the cache see it (the stream key included: never send
+/// this whole struct to a viewer; see [`RoomSummary`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    pub id: i64,
+    pub anchor_id: i64,
+    pub anchor_nick_name: String,
+    pub anchor_avatar: String,
+    #[serde(rename = "type")]
+    pub room_type: i32,
+    pub status: i32,
+    pub room_name: String,
+    pub covert_img: String,
+    pub watch_num: i64,
+    pub good_num: i64,
+    pub stream_key: String,
+    pub streaming: bool,
+    pub start_time: i64,
+}
+
+/// What lists and viewers see of a room.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomSummary {
+    pub id: i64,
+    pub anchor_id: i64,
+    pub anchor_nick_name: String,
+    pub anchor_avatar: String,
+    #[serde(rename = "type")]
+    pub room_type: i32,
+    pub room_name: String,
+    pub covert_img: String,
+    pub watch_num: i64,
+    pub good_num: i64,
+    pub streaming: bool,
+    pub start_time: i64,
+}
+
+/// A closed room.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomRecord {
+    pub id: i64,
+    pub anchor_id: i64,
+    pub anchor_nick_name: String,
+    #[serde(rename = "type")]
+    pub room_type: i32,
+    pub room_name: String,
+    pub covert_img: String,
+    pub watch_num: i64,
+    pub good_num: i64,
+    pub start_time: i64,
+    pub end_time: i64,
+}
+
+impl From<living_room::Model> for Room {
+    fn from(m: living_room::Model) -> Self {
+        Room {
+            id: m.id,
+            anchor_id: m.anchor_id,
+            anchor_nick_name: m.anchor_nick_name,
+            anchor_avatar: m.anchor_avatar,
+            room_type: m.room_type,
+            status: m.status,
+            room_name: m.room_name,
+            covert_img: m.covert_img,
+            watch_num: m.watch_num,
+            good_num: m.good_num,
+            stream_key: m.stream_key,
+            streaming: m.streaming,
+            start_time: m.start_time,
+        }
+    }
+}
+
+impl Room {
+    pub fn summary(&self) -> RoomSummary {
+        RoomSummary {
+            id: self.id,
+            anchor_id: self.anchor_id,
+            anchor_nick_name: self.anchor_nick_name.clone(),
+            anchor_avatar: self.anchor_avatar.clone(),
+            room_type: self.room_type,
+            room_name: self.room_name.clone(),
+            covert_img: self.covert_img.clone(),
+            watch_num: self.watch_num,
+            good_num: self.good_num,
+            streaming: self.streaming,
+            start_time: self.start_time,
+        }
+    }
+}
+
+impl From<living_room_record::Model> for RoomRecord {
+    fn from(m: living_room_record::Model) -> Self {
+        RoomRecord {
+            id: m.id,
+            anchor_id: m.anchor_id,
+            anchor_nick_name: m.anchor_nick_name,
+            room_type: m.room_type,
+            room_name: m.room_name,
+            covert_img: m.covert_img,
+            watch_num: m.watch_num,
+            good_num: m.good_num,
+            start_time: m.start_time,
+            end_time: m.end_time,
+        }
+    }
+}
+
+/// What the api passes to start a room.
+#[derive(Debug, Clone)]
+pub struct StartRoom {
+    pub anchor_id: i64,
+    pub anchor_nick_name: String,
+    pub anchor_avatar: String,
+    pub room_type: i32,
+    pub room_name: String,
+    pub covert_img: String,
+}
+
+/// A page request: `page` ≥ 1, `page_size` in 1..=100.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub page: u64,
+    pub page_size: u64,
+}
+
+impl Page {
+    pub fn new(page: u64, page_size: u64) -> LivingResult<Self> {
+        if page < 1 {
+            return Err(LivingError::Invalid("page must be at least 1".into()));
+        }
+        if !(1..=100).contains(&page_size) {
+            return Err(LivingError::Invalid("pageSize must be between 1 and 100".into()));
+        }
+        Ok(Page { page, page_size })
+    }
+    fn offset(&self) -> u64 {
+        (self.page - 1).saturating_mul(self.page_size)
+    }
+}
+
+/// Validates room input; the error says which field is wrong.
+pub fn validate_start(input: &StartRoom) -> LivingResult<()> {
+    if !ROOM_TYPES.contains(&input.room_type) {
+        return Err(LivingError::Invalid("type must be 1 (normal) or 2 (PK)".into()));
+    }
+    let name = input.room_name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(LivingError::Invalid("roomName must be 1 to 64 characters".into()));
+    }
+    if input.covert_img.chars().count() > 512 {
+        return Err(LivingError::Invalid("covertImg must be at most 512 characters".into()));
+    }
+    Ok(())
+}
+
+/// The rooms service. Cheap to clone.
+#[derive(Clone)]
+pub struct LivingService {
+    db: DatabaseConnection,
+    cache: Arc<dyn Cache>,
+}
+
+impl LivingService {
+    pub fn new(db: DatabaseConnection, cache: Arc<dyn Cache>) -> Self {
+        Self { db, cache }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.cache
+    }
+
+    /// Starts a room for the anchor, with a fresh stream key. One live room per anchor.
+    pub async fn start(&self, input: StartRoom) -> LivingResult<Room> {
+        validate_start(&input)?;
+        let now = now_ms();
+        let row = living_room::ActiveModel {
+            anchor_id: Set(input.anchor_id),
+            anchor_nick_name: Set(input.anchor_nick_name.chars().take(64).collect()),
+            anchor_avatar: Set(input.anchor_avatar.chars().take(512).collect()),
+            room_type: Set(input.room_type),
+            status: Set(1),
+            room_name: Set(input.room_name.trim().to_string()),
+            covert_img: Set(input.covert_img),
+            watch_num: Set(0),
+            good_num: Set(0),
+            stream_key: Set(ids::random_hex(16)),
+            streaming: Set(false),
+            start_time: Set(now),
+            update_time: Set(now),
+            ..Default::default()
+        };
+        let model = match row.insert(&self.db).await {
+            Ok(m) => m,
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(LivingError::Conflict(
+                    "you already have a live room; close it before starting another".into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let room = Room::from(model);
+        // Forget any "not found" marker cached for this id.
+        self.cache.del(&room_key(room.id)).await?;
+        metrics::counter!("livehouse_rooms_started_total").increment(1);
+        Ok(room)
+    }
+
+    /// Closes a room: moves its row to the record table with the end time, in one transaction.
+    pub async fn close(&self, anchor_id: i64, room_id: i64) -> LivingResult<RoomRecord> {
+        let txn = self.db.begin().await?;
+        let Some(room) = living_room::Entity::find_by_id(room_id).one(&txn).await? else {
+            return Err(LivingError::NotFound);
+        };
+        if room.anchor_id != anchor_id {
+            return Err(LivingError::Forbidden);
+        }
+        let now = now_ms();
+        let record = living_room_record::ActiveModel {
+            id: Set(room.id),
+            anchor_id: Set(room.anchor_id),
+            anchor_nick_name: Set(room.anchor_nick_name.clone()),
+            anchor_avatar: Set(room.anchor_avatar.clone()),
+            room_type: Set(room.room_type),
+            status: Set(0),
+            room_name: Set(room.room_name.clone()),
+            covert_img: Set(room.covert_img.clone()),
+            watch_num: Set(room.watch_num),
+            good_num: Set(room.good_num),
+            start_time: Set(room.start_time),
+            end_time: Set(now),
+            update_time: Set(now),
+        };
+        let record = living_room_record::Entity::insert(record)
+            .exec_with_returning(&txn)
+            .await?;
+        let deleted = living_room::Entity::delete_by_id(room.id).exec(&txn).await?;
+        if deleted.rows_affected != 1 {
+            // A concurrent close won the race; leave everything as it was.
+            txn.rollback().await?;
+            return Err(LivingError::NotFound);
+        }
+        txn.commit().await?;
+        self.cache.del(&room_key(room_id)).await?;
+        metrics::counter!("livehouse_rooms_closed_total").increment(1);
+        Ok(record.into())
+    }
+
+    /// The live room with this id, through the cache.
+    pub async fn get(&self, room_id: i64) -> LivingResult<Option<Room>> {
+        let key = room_key(room_id);
+        if let Some(v) = self.cache.get(&key).await? {
+            if v == EMPTY_MARKER {
+                return Ok(None);
+            }
+            if let Ok(room) = serde_json::from_str::<Room>(&v) {
+                return Ok(Some(room));
+            }
+        }
+        match living_room::Entity::find_by_id(room_id).one(&self.db).await? {
+            Some(m) => {
+                let room = Room::from(m);
+                let json = serde_json::to_string(&room).expect("room serializes");
+                self.cache.set(&key, &json, Some(ROOM_CACHE_TTL)).await?;
+                Ok(Some(room))
+            }
+            None => {
+                self.cache.set(&key, EMPTY_MARKER, Some(EMPTY_MARKER_TTL)).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The anchor's live room, if any (straight from SQL: the console needs the truth).
+    pub async fn by_anchor(&self, anchor_id: i64) -> LivingResult<Option<Room>> {
+        Ok(living_room::Entity::find()
+            .filter(living_room::Column::AnchorId.eq(anchor_id))
+            .one(&self.db)
+            .await?
+            .map(Room::from))
+    }
+
+    /// The live room owning a stream key (media server publish check).
+    pub async fn by_stream_key(&self, stream_key: &str) -> LivingResult<Option<Room>> {
+        if stream_key.is_empty() || stream_key.len() > 64 {
+            return Ok(None);
+        }
+        Ok(living_room::Entity::find()
+            .filter(living_room::Column::StreamKey.eq(stream_key))
+            .one(&self.db)
+            .await?
+            .map(Room::from))
+    }
+
+    /// Marks whether video is arriving for the room. No-op for a room that is not live.
+    pub async fn set_streaming(&self, room_id: i64, streaming: bool) -> LivingResult<()> {
+        living_room::Entity::update_many()
+            .col_expr(living_room::Column::Streaming, Expr::value(streaming))
+            .col_expr(living_room::Column::UpdateTime, Expr::value(now_ms()))
+            .filter(living_room::Column::Id.eq(room_id))
+            .exec(&self.db)
+            .await?;
+        self.cache.del(&room_key(room_id)).await?;
+        Ok(())
+    }
+
+    /// Sets the room's current viewer count.
+    pub async fn set_watch_num(&self, room_id: i64, watch_num: i64) -> LivingResult<()> {
+        living_room::Entity::update_many()
+            .col_expr(living_room::Column::WatchNum, Expr::value(watch_num.max(0)))
+            .filter(living_room::Column::Id.eq(room_id))
+            .exec(&self.db)
+            .await?;
+        self.cache.del(&room_key(room_id)).await?;
+        Ok(())
+    }
+
+    /// One page of the room list of a type, from the cache only. Returns `(rooms, has_next)`.
+    pub async fn list(&self, room_type: i32, page: Page) -> LivingResult<(Vec<RoomSummary>, bool)> {
+        if !ROOM_TYPES.contains(&room_type) {
+            return Err(LivingError::Invalid("type must be 1 (normal) or 2 (PK)".into()));
+        }
+        let start = page.offset() as usize;
+        // Ask for one extra item to learn whether another page follows.
+        let stop = start + page.page_size as usize;
+        let items = self.cache.list_range(&list_key(room_type), start, stop).await?;
+        let has_next = items.len() > page.page_size as usize;
+        let rooms = items
+            .iter()
+            .take(page.page_size as usize)
+            .filter_map(|s| serde_json::from_str::<RoomSummary>(s).ok())
+            .collect();
+        Ok((rooms, has_next))
+    }
+
+    /// Rebuilds every type's room list from SQL (newest first, at most [`LIST_MAX`]).
+    pub async fn rebuild_lists(&self) -> LivingResult<()> {
+        for room_type in ROOM_TYPES {
+            let rows = living_room::Entity::find()
+                .filter(living_room::Column::RoomType.eq(room_type))
+                .order_by_desc(living_room::Column::StartTime)
+                .order_by_desc(living_room::Column::Id)
+                .limit(LIST_MAX as u64)
+                .all(&self.db)
+                .await?;
+            let items: Vec<String> = rows
+                .into_iter()
+                .map(|m| serde_json::to_string(&Room::from(m).summary()).expect("serializes"))
+                .collect();
+            self.cache.list_replace(&list_key(room_type), &items).await?;
+        }
+        Ok(())
+    }
+
+    /// Closed rooms of an anchor, newest first. Returns `(records, has_next)`.
+    pub async fn records(&self, anchor_id: i64, page: Page) -> LivingResult<(Vec<RoomRecord>, bool)> {
+        let rows = living_room_record::Entity::find()
+            .filter(living_room_record::Column::AnchorId.eq(anchor_id))
+            .order_by_desc(living_room_record::Column::StartTime)
+            .order_by_desc(living_room_record::Column::Id)
+            .offset(page.offset())
+            .limit(page.page_size + 1)
+            .all(&self.db)
+            .await?;
+        let has_next = rows.len() as u64 > page.page_size;
+        Ok((
+            rows.into_iter().take(page.page_size as usize).map(RoomRecord::from).collect(),
+            has_next,
+        ))
+    }
+
+    /// Number of live rooms (for metrics and tests).
+    pub async fn live_count(&self) -> LivingResult<u64> {
+        Ok(living_room::Entity::find().count(&self.db).await?)
+    }
+}
