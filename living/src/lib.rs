@@ -15,3 +15,9 @@ pub mod service;
 pub use service::{
     LivingError, LivingResult, LivingService, Page, Room, RoomRecord, RoomSummary, StartRoom,
 };
+
+/// Creates or upgrades the rooms tables.
+pub async fn migrate(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    use sea_orm_migration::MigratorTrait;
+    migration::Migrator::up(db, None).await
+}

@@ -1,0 +1,126 @@
+//! Accounts: the `t_user` table, password hashing (argon2) and the anchor tag.
+//!
+//! Must not: issue or read session tokens (see `session`) or know about rooms.
+
+pub mod entity;
+pub mod migration;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use livehouse_core::time::now_ms;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Tag bit that allows starting a room.
+pub const TAG_ANCHOR: i64 = 1;
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub user_id: i64,
+    pub username: String,
+    pub nick_name: String,
+    pub avatar: String,
+    pub is_anchor: bool,
+}
+
+impl From<entity::Model> for User {
+    fn from(m: entity::Model) -> Self {
+        User {
+            user_id: m.user_id,
+            username: m.username,
+            nick_name: m.nick_name,
+            avatar: m.avatar,
+            is_anchor: m.tags & TAG_ANCHOR != 0,
+        }
+    }
+}
+
+/// Checks the sign-up fields; the message names the field.
+pub fn validate_new(username: &str, password: &str, nickname: &str) -> ApiResult<()> {
+    let n = username.chars().count();
+    if !(3..=32).contains(&n) || !username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(ApiError::BadRequest(
+            "username must be 3 to 32 letters, digits or underscores".into(),
+        ));
+    }
+    if !(6..=128).contains(&password.chars().count()) {
+        return Err(ApiError::BadRequest("password must be 6 to 128 characters".into()));
+    }
+    let nick = nickname.trim();
+    if nick.chars().count() > 32 || nick.chars().any(|c| c.is_control()) {
+        return Err(ApiError::BadRequest("nickname must be at most 32 printable characters".into()));
+    }
+    Ok(())
+}
+
+/// Creates an account. `anchor` grants the tag that allows streaming.
+pub async fn register(
+    db: &DatabaseConnection,
+    username: &str,
+    password: &str,
+    nickname: &str,
+    anchor: bool,
+) -> ApiResult<User> {
+    validate_new(username, password, nickname)?;
+    let password = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let nick = if nickname.trim().is_empty() { username.to_string() } else { nickname.trim().to_string() };
+    let row = entity::ActiveModel {
+        username: Set(username.to_string()),
+        password_hash: Set(hash),
+        nick_name: Set(nick),
+        avatar: Set(String::new()),
+        tags: Set(if anchor { TAG_ANCHOR } else { 0 }),
+        create_time: Set(now_ms()),
+        ..Default::default()
+    };
+    match row.insert(db).await {
+        Ok(m) => Ok(m.into()),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(ApiError::Conflict("that username is taken".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks a username and password; the same error for an unknown name and a wrong password.
+pub async fn login(db: &DatabaseConnection, username: &str, password: &str) -> ApiResult<User> {
+    let wrong = || ApiError::Unauthorized("wrong username or password".into());
+    if username.is_empty() || username.len() > 64 || password.len() > 256 {
+        return Err(wrong());
+    }
+    let Some(m) = entity::Entity::find()
+        .filter(entity::Column::Username.eq(username))
+        .one(db)
+        .await?
+    else {
+        return Err(wrong());
+    };
+    let (hash, password) = (m.password_hash.clone(), password.to_string());
+    let ok = tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    if ok {
+        Ok(m.into())
+    } else {
+        Err(wrong())
+    }
+}
+
+/// The user with this id.
+pub async fn get(db: &DatabaseConnection, user_id: i64) -> ApiResult<Option<User>> {
+    Ok(entity::Entity::find_by_id(user_id).one(db).await?.map(User::from))
+}

@@ -1,0 +1,101 @@
+//! # livehouse-api
+//!
+//! The HTTP API of the seed system's routes: accounts ([`accounts`], [`routes::user`]), the home
+//! page, rooms ([`routes::living`]), health and metrics, the OpenAPI document and the web assets.
+//! Every response is the envelope `{code, msg, data}` ([`envelope`]); every failure is one
+//! [`error::ApiError`] that knows its status.
+//!
+//! Must not: hold room logic (that is `livehouse-living`) or speak the IM protocol.
+
+pub mod accounts;
+pub mod envelope;
+pub mod error;
+pub mod flex;
+pub mod params;
+pub mod routes;
+pub mod session;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use livehouse_core::auth::JwtKeys;
+use livehouse_core::cache::Cache;
+use livehouse_living::LivingService;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The OpenAPI 3 document of every route.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// What the api role needs from configuration.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// New accounts get the anchor tag.
+    pub open_streaming: bool,
+    /// RTMP port shown in push URLs.
+    pub rtmp_port: u16,
+    /// Host shown in push URLs; the request's `Host` when `None`.
+    pub public_host: Option<String>,
+    /// Folder of web assets served at `/`; none when `None`.
+    pub web_dir: Option<PathBuf>,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    pub db: DatabaseConnection,
+    pub cache: Arc<dyn Cache>,
+    pub living: LivingService,
+    pub jwt: JwtKeys,
+    pub config: Arc<ApiConfig>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Creates or upgrades the api's tables.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    accounts::migration::Migrator::up(db, None).await
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// Counts requests per route and status and records their latency.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("livehouse_http_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("livehouse_http_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    res
+}
+
+/// All api routes with their state applied, plus the web assets as the fallback.
+pub fn router(state: ApiState) -> Router {
+    let web_dir = state.config.web_dir.clone();
+    let mut app = Router::new()
+        .merge(routes::user::routes())
+        .merge(routes::home::routes())
+        .merge(routes::living::routes())
+        .merge(routes::health::routes())
+        .route("/api-docs/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn(track))
+        .with_state(state);
+    if let Some(dir) = web_dir {
+        app = app.fallback_service(tower_http::services::ServeDir::new(dir));
+    }
+    app.layer(axum::extract::DefaultBodyLimit::max(params::MAX_BODY))
+}

@@ -1,0 +1,196 @@
+//! Rooms over HTTP: start, close, the anchor/viewer room config, room lists and records.
+//! Identity and the anchor tag are checked here; the rooms service checks ownership.
+
+use crate::accounts;
+use crate::envelope::ok;
+use crate::error::{ApiError, ApiResult};
+use crate::flex::opt_i64;
+use crate::params::Params;
+use crate::session::{CurrentUser, MaybeUser};
+use crate::ApiState;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use livehouse_living::{Page, StartRoom};
+use serde::Deserialize;
+use serde_json::json;
+
+fn required(v: Option<i64>, name: &str) -> ApiResult<i64> {
+    v.ok_or_else(|| ApiError::BadRequest(format!("{name} is required")))
+}
+
+fn room_id(v: Option<i64>) -> ApiResult<i64> {
+    let id = required(v, "roomId")?;
+    if id <= 0 {
+        return Err(ApiError::BadRequest("roomId must be a positive integer".into()));
+    }
+    Ok(id)
+}
+
+/// `page` (default 1) and `pageSize` (default 20) as a validated page.
+fn page(page: Option<i64>, page_size: Option<i64>) -> ApiResult<Page> {
+    let page = page.unwrap_or(1);
+    let size = page_size.unwrap_or(20);
+    if page < 1 {
+        return Err(ApiError::BadRequest("page must be at least 1".into()));
+    }
+    if !(1..=100).contains(&size) {
+        return Err(ApiError::BadRequest("pageSize must be between 1 and 100".into()));
+    }
+    Ok(Page::new(page as u64, size as u64)?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartReq {
+    #[serde(default, rename = "type", deserialize_with = "opt_i64")]
+    room_type: Option<i64>,
+    room_name: Option<String>,
+    covert_img: Option<String>,
+}
+
+async fn start_living(
+    State(state): State<ApiState>,
+    CurrentUser(user_id): CurrentUser,
+    Params(req): Params<StartReq>,
+) -> ApiResult<impl IntoResponse> {
+    let user = accounts::get(&state.db, user_id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("this account no longer exists".into()))?;
+    if !user.is_anchor {
+        return Err(ApiError::Forbidden("this account may not start a room".into()));
+    }
+    let room_type = required(req.room_type, "type")?;
+    let room_name = req.room_name.ok_or_else(|| ApiError::BadRequest("roomName is required".into()))?;
+    let room = state
+        .living
+        .start(StartRoom {
+            anchor_id: user.user_id,
+            anchor_nick_name: user.nick_name,
+            anchor_avatar: user.avatar,
+            room_type: i32::try_from(room_type).unwrap_or(0),
+            room_name,
+            covert_img: req.covert_img.unwrap_or_default(),
+        })
+        .await?;
+    Ok(ok(json!({ "roomId": room.id })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomReq {
+    #[serde(default, deserialize_with = "opt_i64")]
+    room_id: Option<i64>,
+}
+
+async fn close_living(
+    State(state): State<ApiState>,
+    CurrentUser(user_id): CurrentUser,
+    Params(req): Params<RoomReq>,
+) -> ApiResult<impl IntoResponse> {
+    let room_id = room_id(req.room_id)?;
+    let record = state.living.close(user_id, room_id).await?;
+    Ok(ok(json!({ "roomId": record.id, "endTime": record.end_time })))
+}
+
+/// The host name clients reached us by, without the port.
+fn request_host(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: keep the brackets.
+        return format!("[{}]", rest.split(']').next().unwrap_or(""));
+    }
+    host.split(':').next().unwrap_or("127.0.0.1").to_string()
+}
+
+async fn anchor_config(
+    State(state): State<ApiState>,
+    MaybeUser(viewer): MaybeUser,
+    headers: HeaderMap,
+    Params(req): Params<RoomReq>,
+) -> ApiResult<impl IntoResponse> {
+    let room_id = room_id(req.room_id)?;
+    let viewer = match viewer {
+        Some(id) => accounts::get(&state.db, id).await?,
+        None => None,
+    };
+    let Some(room) = state.living.get(room_id).await? else {
+        return Ok(ok(json!({ "roomId": -1 })));
+    };
+    let is_anchor = viewer.as_ref().is_some_and(|v| v.user_id == room.anchor_id);
+    let mut data = json!({
+        "roomId": room.id,
+        "anchorId": room.anchor_id,
+        "anchorNickName": room.anchor_nick_name,
+        "anchorAvatar": room.anchor_avatar,
+        "roomName": room.room_name,
+        "covertImg": room.covert_img,
+        "type": room.room_type,
+        "streaming": room.streaming,
+        "watchNum": room.watch_num,
+        "startTime": room.start_time,
+        "flvUrl": format!("/live/{}.flv", room.id),
+        "userId": viewer.as_ref().map(|v| v.user_id),
+        "nickName": viewer.as_ref().map(|v| v.nick_name.clone()),
+        "avatar": viewer.as_ref().map(|v| v.avatar.clone()),
+        "isAnchor": is_anchor,
+    });
+    if is_anchor {
+        let host = state.config.public_host.clone().unwrap_or_else(|| request_host(&headers));
+        data["pushUrl"] =
+            json!(format!("rtmp://{host}:{}/live/{}", state.config.rtmp_port, room.stream_key));
+        data["pushServer"] = json!(format!("rtmp://{host}:{}/live", state.config.rtmp_port));
+        data["streamKey"] = json!(room.stream_key);
+    }
+    Ok(ok(data))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListReq {
+    #[serde(default, rename = "type", deserialize_with = "opt_i64")]
+    room_type: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    page: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    page_size: Option<i64>,
+}
+
+async fn list(State(state): State<ApiState>, Params(req): Params<ListReq>) -> ApiResult<impl IntoResponse> {
+    let room_type = required(req.room_type, "type")?;
+    let page = page(req.page, req.page_size)?;
+    let (list, has_next) = state.living.list(i32::try_from(room_type).unwrap_or(0), page).await?;
+    Ok(ok(json!({ "list": list, "hasNext": has_next })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordsReq {
+    #[serde(default, deserialize_with = "opt_i64")]
+    anchor_id: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    page: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    page_size: Option<i64>,
+}
+
+async fn records(State(state): State<ApiState>, Params(req): Params<RecordsReq>) -> ApiResult<impl IntoResponse> {
+    let anchor_id = required(req.anchor_id, "anchorId")?;
+    let page = page(req.page, req.page_size)?;
+    let (list, has_next) = state.living.records(anchor_id, page).await?;
+    Ok(ok(json!({ "list": list, "hasNext": has_next })))
+}
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/living/startingLiving", post(start_living))
+        .route("/living/closeLiving", post(close_living))
+        .route("/living/anchorConfig", post(anchor_config).get(anchor_config))
+        .route("/living/list", post(list).get(list))
+        .route("/living/records", get(records))
+}

@@ -1,0 +1,6 @@
+//! One module per resource; each exposes `routes()` merged by [`crate::router`].
+
+pub mod health;
+pub mod home;
+pub mod living;
+pub mod user;

@@ -1,0 +1,71 @@
+//! `POST /user/register`, `/user/login`, `/user/logout`: accounts and the session cookie.
+
+use crate::accounts;
+use crate::envelope::ok;
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::session::{clear_cookie, session_cookie};
+use crate::ApiState;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: Option<String>,
+    password: Option<String>,
+    nickname: Option<String>,
+}
+
+impl Credentials {
+    fn required(self) -> ApiResult<(String, String, String)> {
+        let username = self.username.filter(|s| !s.is_empty());
+        let password = self.password.filter(|s| !s.is_empty());
+        match (username, password) {
+            (Some(u), Some(p)) => Ok((u, p, self.nickname.unwrap_or_default())),
+            (None, _) => Err(ApiError::BadRequest("username is required".into())),
+            (_, None) => Err(ApiError::BadRequest("password is required".into())),
+        }
+    }
+}
+
+fn signed_in(state: &ApiState, user: accounts::User) -> Response {
+    let token = state.jwt.issue(user.user_id);
+    let cookie = session_cookie(&token);
+    ([(SET_COOKIE, cookie)], ok(json!({ "userId": user.user_id, "token": token }))).into_response()
+}
+
+async fn register(State(state): State<ApiState>, Params(c): Params<Credentials>) -> ApiResult<Response> {
+    let (username, password, nickname) = c.required()?;
+    let user = accounts::register(
+        &state.db,
+        &username,
+        &password,
+        &nickname,
+        state.config.open_streaming,
+    )
+    .await?;
+    metrics::counter!("livehouse_users_registered_total").increment(1);
+    Ok(signed_in(&state, user))
+}
+
+async fn login(State(state): State<ApiState>, Params(c): Params<Credentials>) -> ApiResult<Response> {
+    let (username, password, _) = c.required()?;
+    let user = accounts::login(&state.db, &username, &password).await?;
+    Ok(signed_in(&state, user))
+}
+
+async fn logout() -> Response {
+    ([(SET_COOKIE, clear_cookie())], ok(json!({}))).into_response()
+}
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/user/register", post(register))
+        .route("/user/login", post(login))
+        .route("/user/logout", post(logout))
+}

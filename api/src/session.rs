@@ -1,0 +1,77 @@
+//! Who is calling: the session token from the `livehouse_token` cookie or
+//! `Authorization: Bearer`. [`CurrentUser`] requires one (401 otherwise); [`MaybeUser`] accepts
+//! none but still refuses a forged or expired one.
+
+use crate::error::ApiError;
+use crate::ApiState;
+use axum::extract::FromRequestParts;
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+
+pub const COOKIE_NAME: &str = "livehouse_token";
+
+/// The raw token the request carries, if any.
+pub fn token_of(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(t.trim().to_string());
+        }
+    }
+    for header in parts.headers.get_all(COOKIE) {
+        let Ok(s) = header.to_str() else { continue };
+        for pair in s.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                if k == COOKIE_NAME && !v.is_empty() {
+                    return Some(v.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// An authenticated user id.
+pub struct CurrentUser(pub i64);
+
+/// An optional user id: `None` when no token is sent.
+pub struct MaybeUser(pub Option<i64>);
+
+fn verify(parts: &Parts, state: &ApiState) -> Result<Option<i64>, ApiError> {
+    match token_of(parts) {
+        None => Ok(None),
+        Some(t) => state
+            .jwt
+            .verify(&t)
+            .map(Some)
+            .ok_or_else(|| ApiError::Unauthorized("invalid or expired session; sign in again".into())),
+    }
+}
+
+impl FromRequestParts<ApiState> for CurrentUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        verify(parts, state)?
+            .map(CurrentUser)
+            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))
+    }
+}
+
+impl FromRequestParts<ApiState> for MaybeUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        verify(parts, state).map(MaybeUser)
+    }
+}
+
+/// `Set-Cookie` value carrying a session token (HttpOnly, same-site).
+pub fn session_cookie(token: &str) -> String {
+    format!(
+        "{COOKIE_NAME}={token}; HttpOnly; Path=/; SameSite=Lax; Max-Age={}",
+        livehouse_core::auth::SESSION_TTL_SECS
+    )
+}
+
+/// `Set-Cookie` value that clears the session.
+pub fn clear_cookie() -> String {
+    format!("{COOKIE_NAME}=; HttpOnly; Path=/; SameSite=Lax; Max-Age=0")
+}

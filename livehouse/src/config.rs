@@ -1,0 +1,158 @@
+//! The one typed configuration: flags, `LIVEHOUSE_*` environment variables and defaults
+//! (flags win over the environment). Printed at start with secrets masked.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "livehouse",
+    version,
+    about = "livehouse: live rooms, danmaku chat and RTMP → HTTP-FLV video in one binary.",
+    long_about = "livehouse runs every role in one process on embedded defaults (SQLite, in-memory \
+cache and bus, built-in media server) — just run `livehouse` — or one role per process on \
+MySQL/MariaDB + Redis + Kafka (`livehouse api --database-url mysql://… --redis-url redis://… \
+--kafka-brokers host:9092`). Every flag can also be set by its LIVEHOUSE_* environment variable."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub role: Option<Role>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every role in one process (the default).
+    All,
+    /// HTTP API: accounts, rooms, lists, IM config, web pages.
+    Api,
+    /// Rooms: the room-list job and room membership from the bus.
+    Living,
+    /// Chat fan-out from the bus to the gateways.
+    Msg,
+    /// IM gateway: TCP and WebSocket sessions.
+    ImCore,
+    /// Built-in media server: RTMP ingest, HTTP-FLV and RTMP playback.
+    Media,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address (API, web pages, WebSocket, HTTP-FLV, /metrics).
+    #[arg(long, env = "LIVEHOUSE_HTTP_ADDR", default_value = "0.0.0.0:8080", global = true)]
+    pub http_addr: SocketAddr,
+    /// RTMP listen address of the built-in media server.
+    #[arg(long, env = "LIVEHOUSE_RTMP_ADDR", default_value = "0.0.0.0:1935", global = true)]
+    pub rtmp_addr: SocketAddr,
+    /// IM gateway TCP (binary protocol) listen address.
+    #[arg(long, env = "LIVEHOUSE_IM_TCP_ADDR", default_value = "0.0.0.0:8085", global = true)]
+    pub im_tcp_addr: SocketAddr,
+    /// Folder for the embedded database and the generated JWT secret.
+    #[arg(long, env = "LIVEHOUSE_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// SQL database: `mysql://user:pass@host:3306/db`, or `sqlite://path?mode=rwc`.
+    /// Default: SQLite in the data dir.
+    #[arg(long, env = "LIVEHOUSE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Redis URL (`redis://127.0.0.1:6379`). Default: in-memory cache (single process only).
+    #[arg(long, env = "LIVEHOUSE_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Kafka bootstrap servers (`host:9092,…`). Default: in-process bus (single process only).
+    #[arg(long, env = "LIVEHOUSE_KAFKA_BROKERS", global = true)]
+    pub kafka_brokers: Option<String>,
+    /// Secret signing session tokens. Default: generated once and kept in the data dir.
+    /// Processes of one deployment must share it.
+    #[arg(long, env = "LIVEHOUSE_JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Give every new account the anchor tag (may start rooms). Default: on with the embedded
+    /// database, off with MySQL.
+    #[arg(long, env = "LIVEHOUSE_OPEN_STREAMING", global = true, num_args = 0..=1,
+          default_missing_value = "true")]
+    pub open_streaming: Option<bool>,
+    /// Host name shown in push and gateway addresses. Default: the host the client used.
+    #[arg(long, env = "LIVEHOUSE_PUBLIC_HOST", global = true)]
+    pub public_host: Option<String>,
+    /// Folder of the web pages served at `/`.
+    #[arg(long, env = "LIVEHOUSE_WEB_DIR", default_value = "web", global = true)]
+    pub web_dir: PathBuf,
+    /// Seconds between IM heartbeats; a session silent for two gaps is closed.
+    #[arg(long, env = "LIVEHOUSE_IM_HEARTBEAT_SECS", default_value_t = 30, global = true)]
+    pub im_heartbeat_secs: u64,
+    /// Id of this IM gateway in the registry. Default: random.
+    #[arg(long, env = "LIVEHOUSE_GATEWAY_ID", global = true)]
+    pub gateway_id: Option<String>,
+}
+
+impl Config {
+    pub fn embedded_db(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    pub fn open_streaming(&self) -> bool {
+        self.open_streaming.unwrap_or(self.embedded_db())
+    }
+
+    /// One line per setting, secrets masked.
+    pub fn describe(&self) -> String {
+        let mask_url = |u: &Option<String>, default: &str| match u {
+            None => default.to_string(),
+            Some(u) => match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => {
+                    let creds = &u[s + 3..at];
+                    match creds.split_once(':') {
+                        Some((user, _)) => format!("{}{user}:***{}", &u[..s + 3], &u[at..]),
+                        None => u.clone(),
+                    }
+                }
+                _ => u.clone(),
+            },
+        };
+        format!(
+            "http_addr={} rtmp_addr={} im_tcp_addr={} data_dir={} database={} cache={} bus={} \
+             jwt_secret={} open_streaming={} public_host={} web_dir={} im_heartbeat_secs={}",
+            self.http_addr,
+            self.rtmp_addr,
+            self.im_tcp_addr,
+            self.data_dir.display(),
+            mask_url(&self.database_url, "sqlite (data dir)"),
+            mask_url(&self.redis_url, "memory"),
+            self.kafka_brokers.clone().unwrap_or_else(|| "memory".into()),
+            if self.jwt_secret.is_some() { "***" } else { "(data dir)" },
+            self.open_streaming(),
+            self.public_host.clone().unwrap_or_else(|| "(request host)".into()),
+            self.web_dir.display(),
+            self.im_heartbeat_secs,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones_and_secrets_are_masked() {
+        let cli = Cli::try_parse_from(["livehouse"]).unwrap();
+        assert!(cli.role.is_none());
+        assert_eq!(cli.config.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(cli.config.rtmp_addr.port(), 1935);
+        assert_eq!(cli.config.im_tcp_addr.port(), 8085);
+        assert!(cli.config.open_streaming(), "on with the embedded database");
+        let cli = Cli::try_parse_from([
+            "livehouse",
+            "api",
+            "--database-url",
+            "mysql://root:hunter2@db:3306/live",
+            "--jwt-secret",
+            "topsecret",
+        ])
+        .unwrap();
+        assert_eq!(cli.role, Some(Role::Api));
+        assert!(!cli.config.open_streaming(), "off with MySQL unless asked");
+        let text = cli.config.describe();
+        assert!(!text.contains("hunter2") && !text.contains("topsecret"), "{text}");
+        assert!(text.contains("mysql://root:***@db:3306/live"), "{text}");
+    }
+}

@@ -1,0 +1,38 @@
+//! # livehouse
+//!
+//! The one binary. `livehouse` (= `livehouse all`) runs every role in one process on embedded
+//! defaults; `livehouse api|living|msg|im-core|media` runs one role on shared backends. This
+//! crate only parses configuration ([`config`]), connects the backends and wires the roles'
+//! `run` entries and routers together ([`app`]); it holds no business logic.
+
+mod app;
+mod config;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = config::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn,rdkafka=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("livehouse: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let role = cli.role.unwrap_or(config::Role::All);
+    match runtime.block_on(app::run(role, cli.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("livehouse stopped: {e:#}");
+            eprintln!("livehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
