@@ -1,0 +1,302 @@
+//! The HTTP API over a real socket: accounts, rooms, lists, records and every kind of bad input,
+//! on the embedded backends (SQLite + memory cache) and, when configured, on MariaDB + Redis.
+
+use livehouse_api::{ApiConfig, ApiState};
+use livehouse_core::auth::JwtKeys;
+use livehouse_core::cache::{Cache, MemoryCache, RedisCache};
+use livehouse_core::testenv;
+use livehouse_living::LivingService;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
+    let (db, cache): (_, Arc<dyn Cache>) = if distributed {
+        let mysql = testenv::backend("LIVEHOUSE_TEST_MYSQL_URL")?;
+        let redis = testenv::backend("LIVEHOUSE_TEST_REDIS_URL")?;
+        let db = testenv::fresh_database(Some(&mysql)).await;
+        let cache = RedisCache::connect(&redis, &testenv::unique_prefix("api")).await.unwrap();
+        (db, Arc::new(cache))
+    } else {
+        (testenv::fresh_database(None).await, Arc::new(MemoryCache::new()))
+    };
+    livehouse_living::migrate(&db).await.unwrap();
+    livehouse_api::migrate(&db).await.unwrap();
+    let living = LivingService::new(db.clone(), cache.clone());
+    let state = ApiState {
+        db,
+        cache,
+        living: living.clone(),
+        jwt: JwtKeys::new(b"test-secret-0123456789"),
+        config: Arc::new(ApiConfig {
+            open_streaming,
+            rtmp_port: 1935,
+            public_host: None,
+            web_dir: None,
+        }),
+        metrics: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = livehouse_api::router(state);
+    tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async { rx.await.ok(); }).await.ok();
+    });
+    let stop = async move {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    tokio::spawn(livehouse_living::lists::run(living, stop));
+    Some(Server { base, http: reqwest::Client::new(), _stop: tx })
+}
+
+impl Server {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.json().await.unwrap())
+    }
+
+    async fn get(&self, path_and_query: &str) -> (StatusCode, Value) {
+        let res = self.http.get(format!("{}{path_and_query}", self.base)).send().await.unwrap();
+        (res.status(), res.json().await.unwrap())
+    }
+
+    /// Registers a user; returns (user id, token).
+    async fn user(&self, name: &str) -> (i64, String) {
+        let (status, body) = self
+            .post("/user/register", None, json!({"username": name, "password": "secret12", "nickname": name}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (body["data"]["userId"].as_i64().unwrap(), body["data"]["token"].as_str().unwrap().to_string())
+    }
+
+    async fn start(&self, token: &str, room_type: i64, name: &str) -> i64 {
+        let (status, body) = self
+            .post("/living/startingLiving", Some(token), json!({"type": room_type, "roomName": name}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"]["roomId"].as_i64().unwrap()
+    }
+}
+
+fn assert_error(got: (StatusCode, Value), status: StatusCode, needle: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["code"].as_u64(), Some(status.as_u16() as u64), "{}", got.1);
+    let msg = got.1["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains(needle), "message `{msg}` should mention `{needle}`");
+}
+
+async fn poll<F, Fut>(what: &str, deadline: Duration, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < deadline, "{what} did not happen within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    start.elapsed()
+}
+
+macro_rules! api_suite {
+    ($modname:ident, $distributed:expr) => {
+        mod $modname {
+            use super::*;
+
+            #[tokio::test]
+            async fn accounts_register_login_and_the_session_cookie() {
+                let Some(s) = server_on($distributed, true).await else { return };
+                let res = s
+                    .http
+                    .post(format!("{}/user/register", s.base))
+                    .form(&[("username", "alice"), ("password", "secret12"), ("nickname", "Alice")])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+                assert!(cookie.starts_with("livehouse_token=") && cookie.contains("HttpOnly"), "{cookie}");
+                let pair = cookie.split(';').next().unwrap().to_string();
+                let body: Value = res.json().await.unwrap();
+                assert!(body["data"]["token"].as_str().unwrap().len() > 20);
+
+                assert_error(
+                    s.post("/user/register", None, json!({"username": "alice", "password": "other123"})).await,
+                    StatusCode::CONFLICT,
+                    "taken",
+                );
+                assert_error(
+                    s.post("/user/login", None, json!({"username": "alice", "password": "wrong-pass"})).await,
+                    StatusCode::UNAUTHORIZED,
+                    "wrong username or password",
+                );
+                let (status, body) =
+                    s.post("/user/login", None, json!({"username": "alice", "password": "secret12"})).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+
+                // The cookie alone authenticates.
+                let page: Value = s
+                    .http
+                    .post(format!("{}/home/initPage", s.base))
+                    .header("cookie", pair)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(page["data"]["loginStatus"], json!(true));
+                assert_eq!(page["data"]["nickName"], json!("Alice"));
+                assert_eq!(page["data"]["showStartLivingBtn"], json!(true));
+                let (_, anon) = s.post("/home/initPage", None, json!({})).await;
+                assert_eq!(anon["data"]["loginStatus"], json!(false));
+            }
+
+            #[tokio::test]
+            async fn bad_account_input_is_refused_with_the_reason() {
+                let Some(s) = server_on($distributed, true).await else { return };
+                assert_error(s.post("/user/register", None, json!({"password": "secret12"})).await, StatusCode::BAD_REQUEST, "username is required");
+                assert_error(s.post("/user/register", None, json!({"username": "bob"})).await, StatusCode::BAD_REQUEST, "password is required");
+                assert_error(s.post("/user/register", None, json!({"username": "a b", "password": "secret12"})).await, StatusCode::BAD_REQUEST, "username must be");
+                assert_error(s.post("/user/register", None, json!({"username": "bob", "password": "123"})).await, StatusCode::BAD_REQUEST, "password must be");
+                assert_error(s.post("/user/register", None, json!({"username": 5, "password": "secret12"})).await, StatusCode::BAD_REQUEST, "invalid parameters");
+                let res = s.http.post(format!("{}/user/register", s.base)).header("content-type", "application/json").body("{not json").send().await.unwrap();
+                assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+                assert_error(s.post("/user/login", None, json!({"username": "ghost", "password": "secret12"})).await, StatusCode::UNAUTHORIZED, "wrong username or password");
+            }
+
+            #[tokio::test]
+            async fn a_room_starts_shows_its_push_url_to_the_anchor_only_and_closes_into_records() {
+                let Some(s) = server_on($distributed, true).await else { return };
+                let (anchor_id, anchor) = s.user("anchor1").await;
+                let (_, viewer) = s.user("viewer1").await;
+                let room = s.start(&anchor, 1, "Evening show").await;
+                assert_error(
+                    s.post("/living/startingLiving", Some(&anchor), json!({"type": 2, "roomName": "twice"})).await,
+                    StatusCode::CONFLICT,
+                    "already have a live room",
+                );
+
+                let (_, cfg) = s.post("/living/anchorConfig", Some(&anchor), json!({"roomId": room})).await;
+                assert_eq!(cfg["data"]["isAnchor"], json!(true));
+                let key = cfg["data"]["streamKey"].as_str().unwrap();
+                assert_eq!(cfg["data"]["pushUrl"], json!(format!("rtmp://127.0.0.1:1935/live/{key}")));
+                let (_, cfg) = s.post("/living/anchorConfig", Some(&viewer), json!({"roomId": room})).await;
+                assert_eq!(cfg["data"]["isAnchor"], json!(false));
+                assert_eq!(cfg["data"]["anchorNickName"], json!("anchor1"));
+                assert_eq!(cfg["data"]["nickName"], json!("viewer1"));
+                assert!(cfg["data"].get("streamKey").is_none() && cfg["data"].get("pushUrl").is_none());
+                let (_, cfg) = s.get(&format!("/living/anchorConfig?roomId={room}")).await;
+                assert!(cfg["data"].get("streamKey").is_none(), "anonymous viewers never see the key");
+                let (_, cfg) = s.post("/living/anchorConfig", None, json!({"roomId": room + 999})).await;
+                assert_eq!(cfg["data"]["roomId"], json!(-1));
+
+                assert_error(
+                    s.post("/living/closeLiving", Some(&viewer), json!({"roomId": room})).await,
+                    StatusCode::FORBIDDEN,
+                    "anchor",
+                );
+                let (status, _) = s.post("/living/closeLiving", Some(&anchor), json!({"roomId": room})).await;
+                assert_eq!(status, StatusCode::OK);
+                assert_error(
+                    s.post("/living/closeLiving", Some(&anchor), json!({"roomId": room})).await,
+                    StatusCode::NOT_FOUND,
+                    "not found",
+                );
+                let (_, records) = s.get(&format!("/living/records?anchorId={anchor_id}&page=1&pageSize=10")).await;
+                let list = records["data"]["list"].as_array().unwrap();
+                assert_eq!(list.len(), 1);
+                assert_eq!(list[0]["roomName"], json!("Evening show"));
+                assert!(list[0]["endTime"].as_i64().unwrap() >= list[0]["startTime"].as_i64().unwrap());
+            }
+
+            #[tokio::test]
+            async fn a_new_room_enters_the_list_and_a_closed_one_leaves_within_two_seconds() {
+                let Some(s) = server_on($distributed, true).await else { return };
+                let (_, anchor) = s.user("lister").await;
+                let room = s.start(&anchor, 2, "PK battle").await;
+                let in_list = |s: &Server| {
+                    let url = format!("{}/living/list?type=2&page=1&pageSize=10", s.base);
+                    let http = s.http.clone();
+                    async move {
+                        let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+                        v["data"]["list"].as_array().unwrap().iter().any(|r| r["id"] == json!(room))
+                    }
+                };
+                let appeared = poll("room appears in the list", Duration::from_secs(2), || in_list(&s)).await;
+                let (_, page) = s.post("/living/list", None, json!({"type": 1, "page": 1, "pageSize": 10})).await;
+                assert!(page["data"]["list"].as_array().unwrap().is_empty(), "a PK room is not in the normal list");
+                s.post("/living/closeLiving", Some(&anchor), json!({"roomId": room})).await;
+                let left = poll("room leaves the list", Duration::from_secs(2), || async { !in_list(&s).await }).await;
+                eprintln!("appeared after {appeared:?}, left after {left:?}");
+            }
+
+            #[tokio::test]
+            async fn bad_room_input_gets_a_clear_error_and_changes_nothing() {
+                let Some(s) = server_on($distributed, true).await else { return };
+                let (_, anchor) = s.user("careful").await;
+                let forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.forged";
+                assert_error(s.post("/living/startingLiving", None, json!({"type": 1, "roomName": "x"})).await, StatusCode::UNAUTHORIZED, "sign in");
+                assert_error(s.post("/living/startingLiving", Some(forged), json!({"type": 1, "roomName": "x"})).await, StatusCode::UNAUTHORIZED, "invalid or expired");
+                assert_error(s.post("/living/startingLiving", Some(&anchor), json!({"roomName": "x"})).await, StatusCode::BAD_REQUEST, "type is required");
+                assert_error(s.post("/living/startingLiving", Some(&anchor), json!({"type": 9, "roomName": "x"})).await, StatusCode::BAD_REQUEST, "type must be");
+                assert_error(s.post("/living/startingLiving", Some(&anchor), json!({"type": 1})).await, StatusCode::BAD_REQUEST, "roomName is required");
+                assert_error(s.post("/living/startingLiving", Some(&anchor), json!({"type": "one", "roomName": "x"})).await, StatusCode::BAD_REQUEST, "not an integer");
+                assert_error(s.post("/living/closeLiving", Some(&anchor), json!({})).await, StatusCode::BAD_REQUEST, "roomId is required");
+                assert_error(s.post("/living/closeLiving", Some(&anchor), json!({"roomId": -3})).await, StatusCode::BAD_REQUEST, "positive");
+                assert_error(s.post("/living/closeLiving", Some(&anchor), json!({"roomId": 424242})).await, StatusCode::NOT_FOUND, "not found");
+                assert_error(s.get("/living/list?type=1&page=0").await, StatusCode::BAD_REQUEST, "page must be at least 1");
+                assert_error(s.get("/living/list?type=1&pageSize=500").await, StatusCode::BAD_REQUEST, "pageSize must be between 1 and 100");
+                assert_error(s.get("/living/list?page=1").await, StatusCode::BAD_REQUEST, "type is required");
+                assert_error(s.get("/living/list?type=7").await, StatusCode::BAD_REQUEST, "type must be");
+                assert_error(s.get("/living/records").await, StatusCode::BAD_REQUEST, "anchorId is required");
+                assert_error(s.post("/living/anchorConfig", Some(forged), json!({"roomId": 1})).await, StatusCode::UNAUTHORIZED, "invalid or expired");
+                // None of that started a room: the anchor can still start exactly one.
+                s.start(&anchor, 1, "after all that").await;
+            }
+
+            #[tokio::test]
+            async fn without_open_streaming_a_plain_account_may_not_start_a_room() {
+                let Some(s) = server_on($distributed, false).await else { return };
+                let (_, token) = s.user("plain").await;
+                let (_, page) = s.post("/home/initPage", Some(&token), json!({})).await;
+                assert_eq!(page["data"]["showStartLivingBtn"], json!(false));
+                assert_error(
+                    s.post("/living/startingLiving", Some(&token), json!({"type": 1, "roomName": "x"})).await,
+                    StatusCode::FORBIDDEN,
+                    "may not start",
+                );
+            }
+        }
+    };
+}
+
+api_suite!(embedded, false);
+api_suite!(mariadb_redis, true);
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let Some(s) = server_on(false, true).await else { return };
+    let (status, doc) = s.get("/api-docs/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], json!("3.0.3"));
+    for path in [
+        "/user/register", "/user/login", "/user/logout", "/home/initPage", "/living/startingLiving",
+        "/living/closeLiving", "/living/anchorConfig", "/living/list", "/living/records",
+        "/healthz", "/readyz", "/metrics", "/im/getImConfig", "/im/online", "/live/{roomId}.flv", "/ws",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
+    }
+}
