@@ -9,6 +9,7 @@
 
 pub mod entity;
 pub mod lists;
+pub mod membership;
 pub mod migration;
 pub mod service;
 

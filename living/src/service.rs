@@ -379,20 +379,24 @@ impl LivingService {
 
     /// One page of the room list of a type, from the cache only. Returns `(rooms, has_next)`.
     pub async fn list(&self, room_type: i32, page: Page) -> LivingResult<(Vec<RoomSummary>, bool)> {
+        let (items, has_next) = self.list_json(room_type, page).await?;
+        let rooms = items.iter().filter_map(|s| serde_json::from_str(s).ok()).collect();
+        Ok((rooms, has_next))
+    }
+
+    /// Like [`Self::list`] but hands out each room as the JSON object the list job wrote, so the
+    /// hot list route copies bytes instead of parsing and re-serializing every room.
+    pub async fn list_json(&self, room_type: i32, page: Page) -> LivingResult<(Vec<String>, bool)> {
         if !ROOM_TYPES.contains(&room_type) {
             return Err(LivingError::Invalid("type must be 1 (normal) or 2 (PK)".into()));
         }
         let start = page.offset() as usize;
         // Ask for one extra item to learn whether another page follows.
         let stop = start + page.page_size as usize;
-        let items = self.cache.list_range(&list_key(room_type), start, stop).await?;
+        let mut items = self.cache.list_range(&list_key(room_type), start, stop).await?;
         let has_next = items.len() > page.page_size as usize;
-        let rooms = items
-            .iter()
-            .take(page.page_size as usize)
-            .filter_map(|s| serde_json::from_str::<RoomSummary>(s).ok())
-            .collect();
-        Ok((rooms, has_next))
+        items.truncate(page.page_size as usize);
+        Ok((items, has_next))
     }
 
     /// Rebuilds every type's room list from SQL (newest first, at most [`LIST_MAX`]).
