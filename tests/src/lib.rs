@@ -1,0 +1,95 @@
+//! Helpers for the end-to-end tests in `tests/tests/`: find the built `livehouse` binary, pick
+//! free loopback ports, run a process that is killed when dropped, and poll with a deadline.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The binary under test: `$LIVEHOUSE_BIN`, else `target/debug/livehouse`
+/// (`scripts/test.sh` builds it before the tests run).
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("LIVEHOUSE_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/livehouse");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bin livehouse`", bin.display());
+    bin
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("bound address")
+}
+
+/// Polls `cond` every 25 ms until it holds; panics naming `what` after `deadline`.
+/// Returns how long it took.
+pub async fn poll_until<F, Fut>(what: &str, deadline: Duration, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < deadline, "{what} did not happen within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    start.elapsed()
+}
+
+/// A running `livehouse` process on its own ports and data dir; killed on drop.
+pub struct Livehouse {
+    pub child: tokio::process::Child,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub im_tcp: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl Livehouse {
+    /// Starts `livehouse [args…]` on free ports and waits until `/healthz` answers.
+    pub async fn start(args: &[&str]) -> Livehouse {
+        let (http, rtmp, im_tcp) = (free_addr(), free_addr(), free_addr());
+        let data_dir = std::env::temp_dir().join(format!(
+            "livehouse-e2e-{}-{}",
+            std::process::id(),
+            http.port()
+        ));
+        let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
+        let child = tokio::process::Command::new(binary())
+            .args(args)
+            .args(["--http-addr", &http.to_string()])
+            .args(["--rtmp-addr", &rtmp.to_string()])
+            .args(["--im-tcp-addr", &im_tcp.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--web-dir")
+            .arg(&web)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("livehouse starts");
+        let lh = Livehouse { child, http, rtmp, im_tcp, data_dir };
+        let url = lh.url("/healthz");
+        poll_until("livehouse answers /healthz", Duration::from_secs(30), || {
+            let url = url.clone();
+            async move { reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        lh
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+}
+
+impl Drop for Livehouse {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
