@@ -40,6 +40,10 @@ pub enum Role {
 
 #[derive(Args, Debug, Clone)]
 pub struct Config {
+    /// Settings file: `key = value` lines named like the flags (`http-addr = 0.0.0.0:8080`),
+    /// `#` comments. Flags and environment variables override it.
+    #[arg(long, env = "LIVEHOUSE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     /// HTTP listen address (API, web pages, WebSocket, HTTP-FLV, /metrics).
     #[arg(long, env = "LIVEHOUSE_HTTP_ADDR", default_value = "0.0.0.0:8080", global = true)]
     pub http_addr: SocketAddr,
@@ -83,6 +87,39 @@ pub struct Config {
     /// Id of this IM gateway in the registry. Default: random.
     #[arg(long, env = "LIVEHOUSE_GATEWAY_ID", global = true)]
     pub gateway_id: Option<String>,
+}
+
+/// Loads the settings file named by `--config FILE` / `--config=FILE` / `LIVEHOUSE_CONFIG` into
+/// `LIVEHOUSE_*` environment variables that are not set yet, before the flags are parsed, so the
+/// precedence is flag > environment > file > default.
+pub fn load_file_into_env(args: &[String]) -> Result<(), String> {
+    let from_args = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=")
+            .map(str::to_string)
+            .or_else(|| (a == "--config").then(|| args.get(i + 1).cloned()).flatten())
+    });
+    let Some(path) = from_args.or_else(|| std::env::var("LIVEHOUSE_CONFIG").ok()) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("{path}:{}: expected `key = value`", n + 1))?;
+        let key = key.trim().trim_start_matches("--");
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("{path}:{}: bad key `{key}`", n + 1));
+        }
+        let var = format!("LIVEHOUSE_{}", key.replace('-', "_").to_ascii_uppercase());
+        if std::env::var_os(&var).is_none() {
+            std::env::set_var(var, value.trim().trim_matches('"'));
+        }
+    }
+    Ok(())
 }
 
 impl Config {

@@ -12,6 +12,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = config::load_file_into_env(&args) {
+        eprintln!("livehouse: {e}");
+        return ExitCode::from(2);
+    }
     let cli = config::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

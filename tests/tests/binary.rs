@@ -57,3 +57,53 @@ async fn sigterm_stops_the_process_cleanly() {
         .unwrap();
     assert!(status.success(), "graceful exit, got {status:?}");
 }
+
+#[tokio::test]
+async fn a_settings_file_configures_the_process_and_flags_override_it() {
+    let dir = std::env::temp_dir().join(format!("livehouse-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (from_file, from_flag) = (livehouse_e2e::free_addr(), livehouse_e2e::free_addr());
+    let file = dir.join("livehouse.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "# test settings\nhttp-addr = {from_file}\nrtmp-addr = {}\nim-tcp-addr = {}\ndata-dir = {}\n",
+            livehouse_e2e::free_addr(),
+            livehouse_e2e::free_addr(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(&file)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://{from_file}/healthz");
+    livehouse_e2e::poll_until("the file's http-addr answers", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move { reqwest::get(url).await.is_ok() }
+    })
+    .await;
+    child.kill().await.unwrap();
+    let mut child = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(&file)
+        .args(["--http-addr", &from_flag.to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://{from_flag}/healthz");
+    livehouse_e2e::poll_until("the flag's http-addr answers", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move { reqwest::get(url).await.is_ok() }
+    })
+    .await;
+    child.kill().await.unwrap();
+    std::fs::write(&file, "this line has no equals sign\n").unwrap();
+    let out = std::process::Command::new(binary()).arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected `key = value`"));
+    std::fs::remove_dir_all(&dir).ok();
+}
