@@ -28,7 +28,9 @@ use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// The OpenAPI 3 document of every route.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -66,15 +68,21 @@ async fn openapi() -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-/// Counts requests per route and status and records their latency.
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// Gives each request an id (`x-request-id`, also on its tracing span), counts requests per
+/// route and status and records their latency.
 async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let id = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("http", request_id = id, method = %req.method(), route = %route);
     let started = Instant::now();
-    let res = next.run(req).await;
+    let mut res = next.run(req).instrument(span).await;
+    res.headers_mut().insert("x-request-id", axum::http::HeaderValue::from(id));
     let status = res.status().as_u16().to_string();
     metrics::counter!("livehouse_http_requests_total", "route" => route.clone(), "status" => status)
         .increment(1);
