@@ -98,6 +98,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::user::routes())
         .merge(routes::home::routes())
         .merge(routes::living::routes())
+        .merge(routes::im::routes())
         .merge(routes::health::routes())
         .route("/api-docs/openapi.json", get(openapi))
         .route_layer(middleware::from_fn(track))

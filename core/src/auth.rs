@@ -43,6 +43,17 @@ impl JwtKeys {
             .expect("HS256 signing cannot fail")
     }
 
+    /// The shared secret roles of one deployment use to call each other's internal endpoints
+    /// (e.g. `msg` → gateway push). Derived from the signing secret, so every process that
+    /// shares `--jwt-secret` agrees on it without ever sending the secret itself.
+    pub fn service_token(&self) -> String {
+        let claims = Claims { sub: "livehouse-internal".into(), iat: 0, exp: i64::MAX / 2 };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail");
+        // The signature part alone: deterministic for the secret, useless for anything else.
+        token.rsplit('.').next().unwrap_or_default().to_string()
+    }
+
     /// The user id of a valid, unexpired token; `None` for anything else.
     pub fn verify(&self, token: &str) -> Option<i64> {
         let mut validation = Validation::new(Algorithm::HS256);
@@ -66,5 +77,14 @@ mod tests {
         tampered.push('x');
         assert_eq!(keys.verify(&tampered), None);
         assert_eq!(keys.verify("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn service_token_is_stable_per_secret_and_not_a_session() {
+        let a = JwtKeys::new(b"secret-one");
+        assert_eq!(a.service_token(), JwtKeys::new(b"secret-one").service_token());
+        assert_ne!(a.service_token(), JwtKeys::new(b"secret-two").service_token());
+        assert!(a.service_token().len() >= 40);
+        assert_eq!(a.verify(&a.service_token()), None);
     }
 }

@@ -9,7 +9,13 @@ use livehouse_core::auth::JwtKeys;
 use livehouse_core::bus::{Bus, MemoryBus};
 use livehouse_core::cache::{Cache, MemoryCache, RedisCache};
 use livehouse_core::{db, Backends};
+use crate::adapters::{LocalFirstDelivery, RoomsStreamAuth};
+use livehouse_im_core::{Gateway, ImConfig};
+use livehouse_living::membership::{Membership, MembershipConfig, OnCount};
 use livehouse_living::LivingService;
+use livehouse_media::{MediaServer, StreamAuth};
+use livehouse_msg::{GatewayDelivery, HttpDelivery, Msg, MsgConfig};
+use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use std::sync::Arc;
@@ -131,16 +137,19 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         livehouse_api::migrate(&backends.db).await.context("migrating the users table")?;
     }
     let living = LivingService::new(backends.db.clone(), backends.cache.clone());
+    let jwt = JwtKeys::new(&jwt_secret(&cfg)?);
     let http_listener = bind(cfg.http_addr, "HTTP").await?;
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let mut http = Router::new();
+    let stream_auth: Arc<dyn StreamAuth> = Arc::new(RoomsStreamAuth(living.clone()));
+    let heartbeat_gap = Duration::from_secs(cfg.im_heartbeat_secs.max(1));
 
     if has(Role::Api) {
         let state = ApiState {
             db: backends.db.clone(),
             cache: backends.cache.clone(),
             living: living.clone(),
-            jwt: JwtKeys::new(&jwt_secret(&cfg)?),
+            jwt: jwt.clone(),
             config: Arc::new(ApiConfig {
                 open_streaming: cfg.open_streaming(),
                 rtmp_port: cfg.rtmp_addr.port(),
@@ -152,16 +161,95 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         if !cfg.web_dir.is_dir() {
             tracing::warn!("web dir {} not found: no web pages are served", cfg.web_dir.display());
         }
-        http = http.merge(livehouse_api::router(state));
+        // nginx-rtmp's on_publish callbacks check stream keys here (production video path).
+        http = http
+            .merge(livehouse_media::nginx_hooks_router(stream_auth.clone()))
+            .merge(livehouse_api::router(state));
     } else {
         http = http.merge(ops_router(&backends, metrics.clone()));
     }
+
     if has(Role::Living) {
         let (svc, stop) = (living.clone(), shutdown.wait());
         tasks.spawn(async move {
             livehouse_living::lists::run(svc, stop).await;
             Ok(())
         });
+        let svc = living.clone();
+        let on_count: OnCount = Arc::new(move |room_id, count| {
+            let svc = svc.clone();
+            Box::pin(async move {
+                if let Err(e) = svc.set_watch_num(room_id, count).await {
+                    tracing::warn!(room_id, error = %e, "could not update watch_num");
+                }
+            })
+        });
+        let membership = MembershipConfig {
+            gateway_stale: heartbeat_gap,
+            sweep_every: (heartbeat_gap / 2).clamp(Duration::from_millis(500), Duration::from_secs(5)),
+            ..MembershipConfig::default()
+        };
+        let m = Membership::subscribe(membership, backends.bus.clone(), backends.cache.clone(), on_count)
+            .await
+            .context("subscribing to presence events")?;
+        tasks.spawn(m.run(shutdown.wait()));
+    }
+
+    let mut gateway = None;
+    if has(Role::ImCore) {
+        let im_listener = bind(cfg.im_tcp_addr, "IM TCP").await?;
+        let shown = |addr: std::net::SocketAddr| match &cfg.public_host {
+            Some(h) => format!("{h}:{}", addr.port()),
+            None => addr.to_string(),
+        };
+        let reachable = |addr: std::net::SocketAddr| match &cfg.public_host {
+            Some(h) => format!("{h}:{}", addr.port()),
+            None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+            None => addr.to_string(),
+        };
+        let http_addr = http_listener.local_addr()?;
+        let im_cfg = ImConfig {
+            gateway_id: cfg
+                .gateway_id
+                .clone()
+                .unwrap_or_else(|| format!("im-{}", livehouse_core::ids::random_hex(4))),
+            tcp_addr_public: shown(im_listener.local_addr()?),
+            ws_addr_public: format!("ws://{}/ws", shown(http_addr)),
+            push_url: format!("http://{}", reachable(http_addr)),
+            heartbeat_gap,
+            internal_token: jwt.service_token(),
+            ..ImConfig::default()
+        };
+        tracing::info!(gateway = %im_cfg.gateway_id, tcp = %im_cfg.tcp_addr_public, "IM gateway");
+        let gw = Gateway::new(im_cfg, backends.cache.clone(), backends.bus.clone());
+        http = http.merge(gw.router());
+        tasks.spawn(gw.clone().serve_tcp(im_listener, shutdown.wait()));
+        let (g, stop) = (gw.clone(), shutdown.wait());
+        tasks.spawn(async move {
+            g.run_registration(stop).await;
+            Ok(())
+        });
+        gateway = Some(gw);
+    }
+
+    if has(Role::Msg) {
+        let remote = HttpDelivery::new(backends.cache.clone(), jwt.service_token())?;
+        let delivery: Arc<dyn GatewayDelivery> = match &gateway {
+            Some(local) => Arc::new(LocalFirstDelivery { local: local.clone(), remote }),
+            None => Arc::new(remote),
+        };
+        let m = Msg::subscribe(MsgConfig::default(), backends.bus.clone(), backends.cache.clone(), delivery)
+            .await
+            .context("subscribing to chat")?;
+        tasks.spawn(m.run(shutdown.wait()));
+    }
+
+    if has(Role::Media) {
+        let rtmp_listener = bind(cfg.rtmp_addr, "RTMP").await?;
+        tracing::info!("RTMP listening on rtmp://{}/live", rtmp_listener.local_addr()?);
+        let media = MediaServer::new(stream_auth.clone());
+        http = http.merge(media.http_router());
+        tasks.spawn(media.serve_rtmp(rtmp_listener, shutdown.wait()));
     }
 
     let addr = http_listener.local_addr()?;
@@ -184,10 +272,14 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         },
     };
     let _ = stop_tx.send(true);
+    if let Some(gw) = &gateway {
+        gw.close_all();
+    }
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(std::time::Duration::from_secs(10), drain).await.is_err() {
         tracing::warn!("some tasks did not stop within 10 s");
     }
+
     backends.db.close().await.ok();
     match failed {
         Some(e) => Err(e),

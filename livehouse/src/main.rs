@@ -5,6 +5,7 @@
 //! crate only parses configuration ([`config`]), connects the backends and wires the roles'
 //! `run` entries and routers together ([`app`]); it holds no business logic.
 
+mod adapters;
 mod app;
 mod config;
 

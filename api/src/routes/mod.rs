@@ -2,5 +2,6 @@
 
 pub mod health;
 pub mod home;
+pub mod im;
 pub mod living;
 pub mod user;

@@ -10,6 +10,7 @@ mod memory;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use kafka::KafkaBus;
 pub use memory::MemoryBus;
 
 /// Topic of chat messages, keyed by room id.

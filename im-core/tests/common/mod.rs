@@ -1,0 +1,413 @@
+//! Test harness: a gateway on real sockets (127.0.0.1:0) over `MemoryCache` + `MemoryBus`, real
+//! TCP and WebSocket clients, a stand-in for the `msg` role, and deadline-bounded waits.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use livehouse_core::bus::{Bus, MemoryBus, TOPIC_CHAT};
+use livehouse_core::cache::{Cache, MemoryCache};
+use livehouse_core::events::{ChatEvent, PresenceEvent, PushBatch};
+use livehouse_im_core::protocol::{self, Frame, FrameCodec, ImMsgBody, MAGIC};
+use livehouse_im_core::{registry, Gateway, ImConfig};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::codec::Framed;
+
+/// Upper bound of any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct Env {
+    pub gw: Arc<Gateway>,
+    pub cache: Arc<MemoryCache>,
+    pub bus: Arc<MemoryBus>,
+    pub tcp: SocketAddr,
+    pub http: SocketAddr,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+pub fn test_config() -> ImConfig {
+    ImConfig {
+        gateway_id: "gw-test".into(),
+        heartbeat_gap: Duration::from_secs(2),
+        ack_timeout: Duration::from_millis(500),
+        internal_token: "secret".into(),
+        registration_interval: Duration::from_millis(200),
+        ..ImConfig::default()
+    }
+}
+
+pub async fn start() -> Env {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut ImConfig)) -> Env {
+    let mut cfg = test_config();
+    tweak(&mut cfg);
+    let cache = Arc::new(MemoryCache::new());
+    let bus = Arc::new(MemoryBus::new());
+    let tcp_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tcp, http) = (tcp_l.local_addr().unwrap(), http_l.local_addr().unwrap());
+    cfg.tcp_addr_public = tcp.to_string();
+    cfg.ws_addr_public = format!("ws://{http}/ws");
+    cfg.push_url = format!("http://{http}");
+    let gw = Gateway::new(cfg, cache.clone(), bus.clone());
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    tokio::spawn(gw.clone().serve_tcp(tcp_l, stopped(rx.clone())));
+    tokio::spawn(gw.clone().run_registration(stopped(rx.clone())));
+    let app = gw.router();
+    tokio::spawn(async move {
+        axum::serve(http_l, app)
+            .with_graceful_shutdown(stopped(rx))
+            .await
+            .unwrap()
+    });
+    Env {
+        gw,
+        cache,
+        bus,
+        tcp,
+        http,
+        _stop: stop,
+    }
+}
+
+impl Env {
+    pub async fn token(&self, user: i64) -> String {
+        registry::issue_im_token(&*self.cache, user).await.unwrap()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.http)
+    }
+
+    pub async fn tcp_login(&self, user: i64, room: i64) -> TcpClient {
+        let mut c = TcpClient::connect(self.tcp).await;
+        let tok = self.token(user).await;
+        c.send(protocol::code::LOGIN, &login_body(user, &tok, room))
+            .await;
+        let r = c.expect(protocol::code::LOGIN).await;
+        assert_eq!(r.data.as_deref(), Some("true"), "login reply {r:?}");
+        c
+    }
+
+    pub async fn ws_login(&self, user: i64, room: i64) -> WsClient {
+        let mut c = WsClient::connect(&self.ws_url()).await;
+        let tok = self.token(user).await;
+        c.send(protocol::code::LOGIN, &login_body(user, &tok, room))
+            .await;
+        let r = c.expect(protocol::code::LOGIN).await;
+        assert_eq!(r.data.as_deref(), Some("true"), "login reply {r:?}");
+        c
+    }
+
+    /// Stand-in for the `msg` role: every chat message goes to `receivers` except its sender.
+    pub async fn fanout_to(&self, receivers: Vec<i64>) {
+        let mut sub = self.bus.subscribe(TOPIC_CHAT, "test-msg").await.unwrap();
+        let gw = self.gw.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = sub.next().await {
+                let ev: ChatEvent = serde_json::from_slice(&d.payload).unwrap();
+                let to = receivers
+                    .iter()
+                    .copied()
+                    .filter(|u| *u != ev.sender_id)
+                    .collect();
+                gw.push(PushBatch {
+                    receivers: to,
+                    msg: ev,
+                })
+                .await;
+                sub.commit(&d).await.unwrap();
+            }
+        });
+    }
+
+    /// Collects presence events of `topic` into a shared list.
+    pub async fn watch_presence(&self, topic: &str) -> Arc<parking_lot::Mutex<Vec<PresenceEvent>>> {
+        let list = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut sub = self.bus.subscribe(topic, "test-presence").await.unwrap();
+        let l = list.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = sub.next().await {
+                l.lock().push(serde_json::from_slice(&d.payload).unwrap());
+                sub.commit(&d).await.unwrap();
+            }
+        });
+        list
+    }
+
+    pub async fn push(&self, room: i64, sender: i64, receivers: Vec<i64>, content: &str) -> String {
+        let msg_id = format!("m-{}", livehouse_core::ids::random_hex(4));
+        self.gw
+            .push(PushBatch {
+                receivers,
+                msg: ChatEvent {
+                    msg_id: msg_id.clone(),
+                    app_id: protocol::APP_ID,
+                    room_id: room,
+                    sender_id: sender,
+                    biz_code: protocol::BIZ_CHAT,
+                    data: serde_json::json!({"roomId": room, "content": content}).to_string(),
+                    sent_at_ms: 0,
+                },
+            })
+            .await;
+        msg_id
+    }
+}
+
+pub fn login_body(user: i64, token: &str, room: i64) -> String {
+    serde_json::json!({"appId": 10001, "userId": user, "token": token, "roomId": room}).to_string()
+}
+
+pub fn chat_body(user: i64, room: i64, content: &str) -> String {
+    serde_json::json!({
+        "appId": 10001, "userId": user, "bizCode": 5555,
+        "data": serde_json::json!({"roomId": room, "content": content}).to_string()
+    })
+    .to_string()
+}
+
+pub fn ack_body(user: i64, msg_id: &str) -> String {
+    serde_json::json!({"appId": 10001, "userId": user, "msgId": msg_id}).to_string()
+}
+
+/// Polls `cond` until true or [`WAIT`] passes.
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A decoded server message: code + body.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub code: i32,
+    pub body: ImMsgBody,
+}
+
+impl std::ops::Deref for Msg {
+    type Target = ImMsgBody;
+    fn deref(&self) -> &ImMsgBody {
+        &self.body
+    }
+}
+
+pub struct TcpClient {
+    pub io: Framed<TcpStream, FrameCodec>,
+}
+
+impl TcpClient {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).await.unwrap();
+        TcpClient {
+            io: Framed::new(s, FrameCodec),
+        }
+    }
+
+    pub async fn send(&mut self, code: i32, body: &str) {
+        self.io
+            .send(Frame::new(code, Bytes::from(body.to_owned())))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.io.get_mut().write_all(bytes).await.unwrap();
+    }
+
+    /// The next message, or `None` when the server closed the connection.
+    pub async fn recv(&mut self) -> Option<Msg> {
+        match tokio::time::timeout(WAIT, self.io.next()).await {
+            Ok(Some(Ok(f))) => Some(Msg {
+                code: f.code,
+                body: f.parse_body().expect("server body is an ImMsgBody"),
+            }),
+            Ok(_) => None,
+            Err(_) => panic!("no message from the server within {WAIT:?}"),
+        }
+    }
+
+    pub async fn recv_within(&mut self, d: Duration) -> Option<Msg> {
+        match tokio::time::timeout(d, self.io.next()).await {
+            Ok(Some(Ok(f))) => Some(Msg {
+                code: f.code,
+                body: f.parse_body().unwrap(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub async fn expect(&mut self, code: i32) -> Msg {
+        let m = self.recv().await.expect("connection closed");
+        assert_eq!(m.code, code, "unexpected message {m:?}");
+        m
+    }
+
+    /// Reads until the server closes; returns what came before.
+    pub async fn until_closed(&mut self) -> Vec<Msg> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.io.next()).await {
+                Ok(Some(Ok(f))) => seen.push(Msg {
+                    code: f.code,
+                    body: f.parse_body().unwrap_or_default(),
+                }),
+                Ok(_) => return seen,
+                Err(_) => panic!("server did not close within {WAIT:?}; got {seen:?}"),
+            }
+        }
+    }
+}
+
+/// Raw TCP header + body, for malformed frames.
+pub fn raw_frame(magic: u16, code: i32, len: i32, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&magic.to_be_bytes());
+    v.extend_from_slice(&code.to_be_bytes());
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+pub struct WsClient {
+    pub ws: WsStream,
+}
+
+pub enum WsRecv {
+    Msg(Msg),
+    Closed(Option<u16>),
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        WsClient { ws }
+    }
+
+    pub async fn send(&mut self, code: i32, body: &str) {
+        let text = protocol::ws_json(code, body);
+        self.send_text(&text).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn next(&mut self, d: Duration) -> Option<WsRecv> {
+        loop {
+            let m = match tokio::time::timeout(d, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(m) => m,
+            };
+            return Some(match m {
+                Some(Ok(Message::Text(t))) => {
+                    let f = protocol::parse_ws_json(t.as_bytes()).expect("server JSON");
+                    assert_eq!(f.body.len() as i64, {
+                        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                        v["len"].as_i64().unwrap()
+                    });
+                    WsRecv::Msg(Msg {
+                        code: f.code,
+                        body: f.parse_body().unwrap(),
+                    })
+                }
+                Some(Ok(Message::Close(c))) => WsRecv::Closed(c.map(|c| u16::from(c.code))),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("unexpected websocket message {other:?}"),
+                Some(Err(_)) | None => WsRecv::Closed(None),
+            });
+        }
+    }
+
+    pub async fn recv(&mut self) -> Option<Msg> {
+        match self.next(WAIT).await {
+            Some(WsRecv::Msg(m)) => Some(m),
+            Some(WsRecv::Closed(_)) => None,
+            None => panic!("no message from the server within {WAIT:?}"),
+        }
+    }
+
+    pub async fn recv_within(&mut self, d: Duration) -> Option<Msg> {
+        match self.next(d).await {
+            Some(WsRecv::Msg(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub async fn expect(&mut self, code: i32) -> Msg {
+        let m = self.recv().await.expect("connection closed");
+        assert_eq!(m.code, code, "unexpected message {m:?}");
+        m
+    }
+
+    /// Reads until the server closes; returns the messages before and the close code.
+    pub async fn until_closed(&mut self) -> (Vec<Msg>, Option<u16>) {
+        let mut seen = Vec::new();
+        loop {
+            match self.next(WAIT).await {
+                Some(WsRecv::Msg(m)) => seen.push(m),
+                Some(WsRecv::Closed(c)) => return (seen, c),
+                None => panic!("server did not close within {WAIT:?}; got {seen:?}"),
+            }
+        }
+    }
+}
+
+/// A raw HTTP/1.1 request; returns (status, body).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+pub const BAD_MAGIC: u16 = MAGIC ^ 0xffff;
+
+pub async fn cache_get(env: &Env, key: &str) -> Option<String> {
+    env.cache.get(key).await.unwrap()
+}

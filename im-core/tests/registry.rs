@@ -1,0 +1,131 @@
+//! The api-facing registry (tokens, gateway choice, online check) and the internal push endpoint.
+
+mod common;
+
+use common::*;
+use livehouse_core::cache::{Cache, MemoryCache};
+use livehouse_core::events::{keys, GatewayInfo};
+use livehouse_core::time::now_ms;
+use livehouse_im_core::protocol::code;
+use livehouse_im_core::registry;
+use std::time::Duration;
+
+#[tokio::test]
+async fn tokens_are_random_url_safe_and_expire_in_five_minutes() {
+    let cache = MemoryCache::new();
+    let a = registry::issue_im_token(&cache, 7).await.unwrap();
+    let b = registry::issue_im_token(&cache, 7).await.unwrap();
+    assert_ne!(a, b);
+    assert!(a.len() >= 32);
+    assert!(a
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    assert_eq!(registry::token_user(&cache, &a).await.unwrap(), Some(7));
+    assert_eq!(registry::token_user(&cache, "nope").await.unwrap(), None);
+    assert_eq!(registry::IM_TOKEN_TTL, Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn pick_gateway_takes_the_least_loaded_live_one() {
+    let cache = MemoryCache::new();
+    assert!(registry::pick_gateway(&cache).await.unwrap().is_none());
+    let info = |id: &str, sessions| GatewayInfo {
+        id: id.into(),
+        ws_addr: format!("ws://{id}/ws"),
+        tcp_addr: format!("{id}:8085"),
+        push_url: format!("http://{id}"),
+        sessions,
+    };
+    let now = now_ms() as f64;
+    for (g, score) in [
+        (info("busy", 100), now),
+        (info("light", 3), now),
+        (info("dead", 0), now - 60_000.0),
+    ] {
+        cache
+            .set(
+                &keys::gateway_info(&g.id),
+                &serde_json::to_string(&g).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        cache.zadd(keys::GATEWAYS, &g.id, score).await.unwrap();
+    }
+    let g = registry::pick_gateway(&cache).await.unwrap().unwrap();
+    assert_eq!(g.id, "light");
+    // The dead one was trimmed from the registry.
+    assert!(cache
+        .zscore(keys::GATEWAYS, "dead")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_gateway_registers_itself_with_its_load() {
+    let env = start().await;
+    eventually("registered", || async {
+        registry::pick_gateway(&*env.cache).await.unwrap().is_some()
+    })
+    .await;
+    let g = registry::pick_gateway(&*env.cache).await.unwrap().unwrap();
+    assert_eq!(g.id, "gw-test");
+    assert_eq!(g.tcp_addr, env.tcp.to_string());
+    assert_eq!(g.ws_addr, format!("ws://{}/ws", env.http));
+    let _c = env.tcp_login(1, 1).await;
+    eventually("load reported", || async {
+        registry::pick_gateway(&*env.cache)
+            .await
+            .unwrap()
+            .is_some_and(|g| g.sessions == 1)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_push_checks_the_secret_and_delivers() {
+    let env = start().await;
+    let mut w = env.ws_login(2, 6).await;
+    let batch = serde_json::json!({
+        "receivers": [2],
+        "msg": {"msgId": "", "appId": 10001, "roomId": 6, "senderId": 1, "bizCode": 5555,
+                "data": "{\"roomId\":6,\"content\":\"pushed\"}", "sentAtMs": 0}
+    })
+    .to_string();
+    let (s, _) = http(env.http, "POST", "/internal/im/push", &[], &batch).await;
+    assert_eq!(s, 403);
+    let (s, _) = http(
+        env.http,
+        "POST",
+        "/internal/im/push",
+        &[("x-livehouse-internal", "wrong")],
+        &batch,
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = http(
+        env.http,
+        "POST",
+        "/internal/im/push",
+        &[("x-livehouse-internal", "secret")],
+        "{",
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, body) = http(
+        env.http,
+        "POST",
+        "/internal/im/push",
+        &[("x-livehouse-internal", "secret")],
+        &batch,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let m = w.expect(code::BIZ).await;
+    assert!(
+        !m.msg_id.as_deref().unwrap().is_empty(),
+        "a fresh msgId is given"
+    );
+    assert!(m.data.as_deref().unwrap().contains("pushed"));
+}

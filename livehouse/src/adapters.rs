@@ -1,0 +1,61 @@
+//! The small adapters that let one role's boundary trait be served by another role, used when
+//! the binary wires roles together. Each is a thin translation; no logic of its own.
+
+use async_trait::async_trait;
+use livehouse_core::events::PushBatch;
+use livehouse_im_core::Gateway;
+use livehouse_living::LivingService;
+use livehouse_media::StreamAuth;
+use livehouse_msg::GatewayDelivery;
+use std::sync::Arc;
+
+/// Publish checks of the media server (and the nginx-rtmp callbacks) answered by the rooms
+/// service: a stream key is valid while its room is live.
+pub struct RoomsStreamAuth(pub LivingService);
+
+#[async_trait]
+impl StreamAuth for RoomsStreamAuth {
+    async fn authorize_publish(&self, stream_key: &str) -> Result<i64, String> {
+        match self.0.by_stream_key(stream_key).await {
+            Ok(Some(room)) => Ok(room.id),
+            Ok(None) => Err("unknown stream key, or its room is not live".into()),
+            Err(e) => Err(format!("rooms are unavailable: {e}")),
+        }
+    }
+
+    async fn set_streaming(&self, room_id: i64, streaming: bool) {
+        if let Err(e) = self.0.set_streaming(room_id, streaming).await {
+            tracing::warn!(room_id, streaming, error = %e, "could not record the streaming state");
+        }
+    }
+
+    async fn is_room_live(&self, room_id: i64) -> bool {
+        match self.0.get(room_id).await {
+            Ok(room) => room.is_some(),
+            // Do not cut a publisher because the database hiccupped.
+            Err(e) => {
+                tracing::warn!(room_id, error = %e, "room liveness check failed; keeping the stream");
+                true
+            }
+        }
+    }
+}
+
+/// `msg` delivering to the gateway in the same process without a network hop; batches for
+/// other gateways go over HTTP.
+pub struct LocalFirstDelivery {
+    pub local: Arc<Gateway>,
+    pub remote: livehouse_msg::HttpDelivery,
+}
+
+#[async_trait]
+impl GatewayDelivery for LocalFirstDelivery {
+    async fn deliver(&self, gateway_id: &str, batch: PushBatch) -> anyhow::Result<()> {
+        if gateway_id == self.local.config().gateway_id {
+            self.local.push(batch).await;
+            Ok(())
+        } else {
+            self.remote.deliver(gateway_id, batch).await
+        }
+    }
+}

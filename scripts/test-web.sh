@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Browser tests of the web UI (web/tests/*.test.mjs, node's test runner + playwright-core on
+# Debian's Chromium). They start target/debug/livehouse (scripts/test.sh builds it first) on free
+# ports with a temp data dir, push test streams with ffmpeg, and keep screenshots in
+# target/screenshots/. Includes the vendored-player check and the 2-minute latency test.
+#
+#   scripts/test-web.sh                      # everything
+#   scripts/test-web.sh tests/live.test.mjs  # one file (paths relative to web/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x target/debug/livehouse ] || cargo build --bin livehouse
+for tool in node npm ffmpeg; do
+    command -v "$tool" >/dev/null || { echo "test-web: $tool is missing (run .ci/web.sh)" >&2; exit 1; }
+done
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || { echo "test-web: chromium is missing (run .ci/web.sh)" >&2; exit 1; }
+mkdir -p target/screenshots
+cd web
+npm ci --no-audit --no-fund --loglevel=error
+if [ "$#" -gt 0 ]; then
+    node --test --test-concurrency=1 "$@"
+else
+    node --test --test-concurrency=1 tests/
+fi

@@ -1,0 +1,188 @@
+// The chat panel of a room (viewer page and streamer console): message list, status, send box
+// (Enter sends) and the IM client behind it. Every piece of user text goes through textContent.
+import { h, setChildren, authDialog, session } from './ui.js';
+import { ImClient, MAX_CONTENT_CHARS } from './im.js';
+
+const MAX_LINES = 300;
+
+const ERRORS = {
+  rate_limited: 'You are sending messages too quickly. Slow down a little.',
+  content_too_long: `Messages are limited to ${MAX_CONTENT_CHARS} characters.`,
+  empty_content: 'Type something first.',
+  wrong_room: 'That message was for another room.',
+  no_room: 'Not in a room.',
+  not_logged_in: 'The chat connection is not signed in yet.',
+  bad_biz_code: 'The chat server did not understand that message.',
+  bad_json: 'The chat server did not understand that message.',
+  internal: 'The chat server had a problem; try again.',
+};
+
+const STATUS_TEXT = {
+  connecting: 'Connecting…',
+  online: 'Connected',
+  reconnecting: 'Reconnecting…',
+  replaced: 'Open elsewhere',
+  error: 'Unavailable',
+  closed: 'Closed',
+};
+
+export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Stream chat', heartbeatMs } = {}) {
+  const status = h('span', { className: 'chat-status', dataset: { testid: 'chat-status', state: 'closed' }, text: '' });
+  const list = h('div', { className: 'chat-list', attrs: { role: 'log', 'aria-live': 'polite', 'aria-label': 'Chat messages' }, dataset: { testid: 'chat-list' } });
+  const jump = h('button', { type: 'button', className: 'btn btn-small btn-primary chat-new', text: 'New messages ↓', hidden: true });
+  const input = h('input', {
+    type: 'text', maxLength: MAX_CONTENT_CHARS, placeholder: 'Send a message', autocomplete: 'off', enterKeyHint: 'send',
+    dataset: { testid: 'chat-input' }, attrs: { 'aria-label': 'Chat message' },
+  });
+  const send = h('button', { type: 'submit', className: 'btn btn-primary', text: 'Chat', dataset: { testid: 'chat-send' } });
+  const form = h('form', { className: 'chat-form', autocomplete: 'off' }, input, send);
+  const note = h('p', { className: 'chat-note', attrs: { role: 'status' } });
+  const head = h('div', { className: 'chat-head' }, h('h2', { text: title }), status);
+  list.append(jump);
+
+  let client = null;
+  let disabledReason = '';
+  let pending = []; // own messages not yet confirmed (the sender gets no echo)
+
+  const nearBottom = () => list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+  const scrollDown = () => {
+    list.scrollTop = list.scrollHeight;
+    jump.hidden = true;
+  };
+  list.addEventListener('scroll', () => {
+    if (nearBottom()) jump.hidden = true;
+  });
+  jump.addEventListener('click', scrollDown);
+
+  function addLine(node) {
+    const stick = nearBottom();
+    list.insertBefore(node, jump);
+    let lines = list.querySelectorAll('.chat-line');
+    for (let i = 0; lines.length - i > MAX_LINES; i++) lines[i].remove();
+    if (stick) scrollDown();
+    else jump.hidden = false;
+  }
+
+  function line({ name, userId, content, self = false, msgId }) {
+    const isAnchor = anchorId != null && userId != null && Number(userId) === Number(anchorId);
+    const who = h('span', { className: 'who', text: name || (userId != null ? `user ${userId}` : 'someone') });
+    who.style.color = `hsl(${(Number(userId) * 67) % 360} 80% 72%)`;
+    return h('div', { className: self ? 'chat-line self' : 'chat-line', dataset: { testid: 'chat-line', msgId: msgId || '' } },
+      isAnchor ? h('span', { className: 'role', text: 'HOST', title: 'Streamer' }) : null,
+      who,
+      h('span', { className: 'content', text: content }));
+  }
+
+  function addSystem(text) {
+    addLine(h('div', { className: 'chat-line system', text }));
+  }
+
+  function setStatus(state, detail) {
+    status.dataset.state = state;
+    status.textContent = STATUS_TEXT[state] || state;
+    if (state === 'reconnecting' && detail && detail.inMs != null) status.title = `${detail.why || 'dropped'}; retrying in ${Math.ceil(detail.inMs / 100) / 10} s`;
+    else status.title = typeof detail === 'string' ? detail : '';
+    if (state === 'replaced') {
+      const here = h('button', { type: 'button', className: 'btn btn-small', text: 'Use chat here' });
+      here.addEventListener('click', () => {
+        note.textContent = '';
+        client.resume();
+      });
+      setChildren(note, 'Chat is open in another tab or window. ', here);
+    } else if (state === 'online' && note.querySelector('button')) {
+      note.textContent = '';
+    }
+    refreshForm();
+  }
+
+  function refreshForm() {
+    const online = client && client.state === 'online';
+    const blocked = Boolean(disabledReason);
+    input.disabled = blocked;
+    send.disabled = blocked || !online;
+    if (blocked) input.placeholder = disabledReason;
+    else input.placeholder = online ? 'Send a message' : 'Connecting to chat…';
+  }
+
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text || !client) return;
+    if ([...text].length > MAX_CONTENT_CHARS) {
+      note.textContent = ERRORS.content_too_long;
+      return;
+    }
+    if (!client.send(text)) {
+      note.textContent = 'Not connected to chat yet; your message was kept.';
+      return;
+    }
+    note.textContent = '';
+    input.value = '';
+    const node = line({ name: me.nickName, userId: me.userId, content: text, self: true });
+    pending.push({ node, text, at: Date.now() });
+    if (pending.length > 20) pending.shift();
+    addLine(node);
+    scrollDown();
+    if (danmaku) danmaku.add(text, { self: true });
+  });
+
+  if (!me.loginStatus) {
+    const signIn = h('button', { type: 'button', className: 'btn btn-primary btn-small', text: 'Sign in' });
+    signIn.addEventListener('click', async () => {
+      if (await authDialog('signin')) {
+        await session(true);
+        location.reload();
+      }
+    });
+    setChildren(root, head, list, h('div', { className: 'chat-signin' }, h('span', { text: 'Sign in to read and send chat.' }), signIn));
+    status.dataset.state = 'closed';
+    status.textContent = 'Signed out';
+    addSystem('Welcome! Chat needs an account: sign in to join the conversation.');
+    return { stop() {}, setDisabled() {}, addSystem, client: null };
+  }
+
+  setChildren(root, head, list, form, note);
+  addSystem('Welcome to the chat. Be kind.');
+  client = new ImClient({
+    roomId,
+    senderName: me.nickName,
+    heartbeatMs,
+    onStatus: setStatus,
+    onMessage(m) {
+      // The gateway leaves the sender out; if an echo of our own message ever arrives, skip it.
+      if (m.userId === Number(me.userId)) {
+        const i = pending.findIndex((p) => p.text === m.content);
+        if (i >= 0) {
+          pending.splice(i, 1);
+          return;
+        }
+      }
+      addLine(line({ name: m.senderName, userId: m.userId, content: m.content, msgId: m.msgId }));
+      if (danmaku) danmaku.add(m.content);
+    },
+    onError(slug) {
+      note.textContent = ERRORS[slug] || `Chat error: ${slug}`;
+      // The error answers our newest message (if it was just sent).
+      const last = pending[pending.length - 1];
+      if (last && Date.now() - last.at < 5000) {
+        pending.pop();
+        last.node.classList.add('failed');
+      }
+    },
+  });
+  client.start();
+  refreshForm();
+  if (typeof window !== 'undefined') window.__imClient = client; // for tests and debugging
+
+  return {
+    client,
+    addSystem,
+    stop() {
+      client.stop();
+    },
+    setDisabled(reason) {
+      disabledReason = reason || '';
+      refreshForm();
+    },
+  };
+}

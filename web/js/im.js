@@ -1,0 +1,322 @@
+// The IM client (design §3, WebSocket form): one JSON text frame per message,
+// {"magic":18673,"code":…,"len":…,"body":"<json string>"}.
+//
+// - logs in (1001) with a fresh IM token from /im/getImConfig on every connection;
+// - heartbeats (1004) every `heartbeatMs`; a connection silent for 2.5 heartbeats is dropped;
+// - sends chat (1003, bizCode 5555, data = JSON {roomId, content, senderName});
+// - ACKs (1005) every delivered message, duplicates included, and shows each msgId once;
+// - reconnects after any drop with exponential backoff (0.5 s … 15 s, jittered).
+//
+// - a server logout (1002) we did not ask for means another tab of this user took over the room:
+//   no automatic reconnect then (two tabs would keep kicking each other); `resume()` takes it back.
+//
+// Events (callbacks): onStatus(state, detail) with state in connecting | online | reconnecting |
+// replaced | error | closed; onMessage({msgId, userId, roomId, content, senderName}); onError(slug, code).
+
+import { api, ApiError } from './api.js';
+
+export const MAGIC = 18673;
+export const APP_ID = 10001;
+export const BIZ_CHAT = 5555;
+export const CODE = { FIRST: 1000, LOGIN: 1001, LOGOUT: 1002, BIZ: 1003, HEARTBEAT: 1004, ACK: 1005 };
+export const MAX_CONTENT_CHARS = 200;
+
+const enc = new TextEncoder();
+
+export function frame(code, body) {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  return JSON.stringify({ magic: MAGIC, code, len: enc.encode(text).length, body: text });
+}
+
+/** Resolves the gateway address the API gave against this page (relative paths, 0.0.0.0). */
+export function resolveWsUrl(addr) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  if (!addr) return `${scheme}//${location.host}/ws`;
+  let url;
+  try {
+    url = new URL(addr, `${scheme}//${location.host}/`);
+  } catch {
+    return `${scheme}//${location.host}/ws`;
+  }
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  if (url.protocol === 'https:') url.protocol = 'wss:';
+  if (url.hostname === '0.0.0.0' || url.hostname === '[::]') url.hostname = location.hostname;
+  if (location.protocol === 'https:' && url.protocol === 'ws:') url.protocol = 'wss:';
+  return url.href;
+}
+
+class SeenSet {
+  constructor(cap = 2000) {
+    this.cap = cap;
+    this.set = new Set();
+  }
+  /** True when `id` was new (and is now remembered). */
+  add(id) {
+    if (this.set.has(id)) return false;
+    this.set.add(id);
+    if (this.set.size > this.cap) this.set.delete(this.set.values().next().value);
+    return true;
+  }
+}
+
+export class ImClient {
+  constructor({ roomId, senderName, heartbeatMs = 30000, onStatus, onMessage, onError, getConfig } = {}) {
+    this.roomId = Number(roomId);
+    this.senderName = senderName || '';
+    this.heartbeatMs = heartbeatMs;
+    this.onStatus = onStatus || (() => {});
+    this.onMessage = onMessage || (() => {});
+    this.onError = onError || (() => {});
+    this.getConfig = getConfig || (() => api.imConfig());
+    this.seen = new SeenSet();
+    this.ws = null;
+    this.state = 'closed';
+    this.attempt = 0;
+    this.stopped = true;
+    this.timers = {};
+    this.cfg = null;
+    this.lastRx = 0;
+    this.stats = { sent: 0, delivered: 0, duplicates: 0, acked: 0, reconnects: 0, heartbeats: 0 };
+    this._onOnline = () => {
+      if (!this.stopped && this.state !== 'online') this.reconnectNow();
+    };
+  }
+
+  setStatus(state, detail) {
+    this.state = state;
+    this.onStatus(state, detail);
+  }
+
+  start() {
+    if (!this.stopped) return;
+    this.stopped = false;
+    window.addEventListener('online', this._onOnline);
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    window.removeEventListener('online', this._onOnline);
+    this.clearTimers();
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      try {
+        if (ws.readyState === WebSocket.OPEN && this.state === 'online') ws.send(frame(CODE.LOGOUT, { appId: APP_ID, userId: this.cfg?.userId }));
+        ws.close(1000, 'bye');
+      } catch {
+        /* closing anyway */
+      }
+    }
+    this.setStatus('closed');
+  }
+
+  clearTimers() {
+    for (const t of Object.values(this.timers)) {
+      clearTimeout(t);
+      clearInterval(t);
+    }
+    this.timers = {};
+  }
+
+  async connect() {
+    if (this.stopped) return;
+    this.clearTimers();
+    this.setStatus(this.attempt ? 'reconnecting' : 'connecting');
+    let cfg;
+    try {
+      cfg = await this.getConfig();
+    } catch (e) {
+      if (this.stopped) return;
+      if (e instanceof ApiError && e.code === 401) {
+        this.setStatus('error', 'sign in to chat');
+        this.stopped = true;
+        return;
+      }
+      this.scheduleReconnect(e.message);
+      return;
+    }
+    if (this.stopped) return;
+    this.cfg = cfg;
+    this.replaced = false;
+    let ws;
+    try {
+      ws = new WebSocket(resolveWsUrl(cfg.wsImServerAddress));
+    } catch (e) {
+      this.scheduleReconnect(String(e.message || e));
+      return;
+    }
+    this.ws = ws;
+    // A connection that neither opens nor logs in within 10 s is dropped and retried.
+    this.timers.login = setTimeout(() => {
+      if (this.ws === ws && this.state !== 'online') this.drop(ws, 'login timed out');
+    }, 10000);
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      this.lastRx = Date.now();
+      ws.send(frame(CODE.LOGIN, { appId: APP_ID, userId: cfg.userId, token: cfg.token, roomId: this.roomId }));
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      this.lastRx = Date.now();
+      this.handle(ws, ev.data);
+    };
+    ws.onerror = () => {
+      /* onclose follows and reconnects; the browser already logs the failure */
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.replaced) {
+        this.clearTimers();
+        this.setStatus('replaced', 'chat is open in another tab or window');
+        return;
+      }
+      this.scheduleReconnect(ev.reason || `connection closed (${ev.code})`);
+    };
+  }
+
+  drop(ws, why) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    try {
+      ws.close(4000, why);
+    } catch {
+      /* already closing */
+    }
+    this.scheduleReconnect(why);
+  }
+
+  scheduleReconnect(why) {
+    this.clearTimers();
+    if (this.stopped) return;
+    const base = Math.min(15000, 500 * 2 ** this.attempt);
+    const delay = Math.round(base / 2 + Math.random() * (base / 2));
+    this.attempt++;
+    this.stats.reconnects++;
+    this.setStatus('reconnecting', { why, inMs: delay });
+    this.timers.reconnect = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Takes the chat back after another tab replaced this one. */
+  resume() {
+    this.replaced = false;
+    this.attempt = 0;
+    if (this.stopped) this.start();
+    else this.reconnectNow();
+  }
+
+  reconnectNow() {
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      try {
+        ws.close(4000, 'reconnect');
+      } catch {
+        /* ignore */
+      }
+    }
+    this.clearTimers();
+    this.connect();
+  }
+
+  handle(ws, text) {
+    let f;
+    let body = {};
+    try {
+      f = JSON.parse(text);
+      if (typeof f.body === 'string' && f.body.trim()) body = JSON.parse(f.body);
+      else if (f.body && typeof f.body === 'object') body = f.body;
+    } catch {
+      console.warn('im: unreadable frame dropped');
+      return;
+    }
+    if (body && body.error) {
+      this.onErrorFrame(ws, f.code, body.error);
+      return;
+    }
+    switch (f.code) {
+      case CODE.LOGIN:
+        if (String(body.data) === 'true') this.onLoggedIn(ws);
+        else this.onErrorFrame(ws, f.code, 'login refused');
+        break;
+      case CODE.HEARTBEAT:
+        break;
+      case CODE.BIZ:
+        this.onDelivery(ws, body);
+        break;
+      case CODE.LOGOUT:
+        // Unrequested: a newer session of this user in this room replaced us.
+        this.replaced = true;
+        break;
+      default:
+        break;
+    }
+  }
+
+  onLoggedIn(ws) {
+    clearTimeout(this.timers.login);
+    this.attempt = 0;
+    this.setStatus('online');
+    this.timers.heartbeat = setInterval(() => {
+      if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+      if (Date.now() - this.lastRx > this.heartbeatMs * 2.5) {
+        this.drop(ws, 'no reply to heartbeats');
+        return;
+      }
+      ws.send(frame(CODE.HEARTBEAT, { appId: APP_ID, userId: this.cfg.userId }));
+      this.stats.heartbeats++;
+    }, this.heartbeatMs);
+  }
+
+  onErrorFrame(ws, code, slug) {
+    if (code === CODE.LOGIN) {
+      // Bad or expired token: fetch a new one and try again (with backoff).
+      this.drop(ws, `login refused: ${slug}`);
+      return;
+    }
+    if (code === CODE.BIZ) this.onError(slug, code);
+    else console.warn(`im: the gateway refused a ${code} frame: ${slug}`);
+  }
+
+  onDelivery(ws, body) {
+    const msgId = body.msgId != null ? String(body.msgId) : '';
+    if (msgId) {
+      ws.send(frame(CODE.ACK, { appId: APP_ID, userId: this.cfg.userId, msgId }));
+      this.stats.acked++;
+      if (!this.seen.add(msgId)) {
+        this.stats.duplicates++;
+        return;
+      }
+    }
+    let data = body.data;
+    if (typeof data === 'string') {
+      try {
+        data = JSON.parse(data);
+      } catch {
+        data = { content: data };
+      }
+    }
+    if (!data || typeof data !== 'object' || typeof data.content !== 'string') return;
+    const roomId = data.roomId != null ? Number(data.roomId) : body.roomId != null ? Number(body.roomId) : this.roomId;
+    if (roomId !== this.roomId) return;
+    this.stats.delivered++;
+    this.onMessage({
+      msgId,
+      userId: body.userId != null ? Number(body.userId) : null,
+      roomId,
+      content: data.content,
+      senderName: typeof data.senderName === 'string' ? data.senderName : '',
+    });
+  }
+
+  /** Sends a chat message; false when not connected (nothing was sent). */
+  send(content) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || this.state !== 'online') return false;
+    const data = JSON.stringify({ roomId: this.roomId, content, senderName: this.senderName });
+    ws.send(frame(CODE.BIZ, { appId: APP_ID, userId: this.cfg.userId, token: this.cfg.token, bizCode: BIZ_CHAT, data }));
+    this.stats.sent++;
+    return true;
+  }
+}

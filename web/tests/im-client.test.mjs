@@ -1,0 +1,148 @@
+// The chat client's protocol, against a scripted gateway (tests/fake-gateway.mjs): the page is
+// served by the real binary, only /im/getImConfig is answered by the test so that the client
+// connects to the fake. Checks: login frame, heartbeats, ACK of every delivery, duplicates
+// dropped by msgId, chat send frame, reconnect after a drop, growing backoff while refused.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launch, newPage, until, assertNoErrors } from './helpers.mjs';
+import { FakeGateway } from './fake-gateway.mjs';
+
+async function apiAs(base, path, body, cookie) {
+  const r = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: JSON.stringify(body) });
+  const j = await r.json();
+  if (j.code !== 200) throw new Error(`${path}: ${j.code} ${j.msg}`);
+  return { data: j.data, cookie: (r.headers.get('set-cookie') || '').split(';')[0] || cookie };
+}
+
+describe('chat client protocol (scripted gateway)', { timeout: 120000 }, () => {
+  let server;
+  let browser;
+  let gw;
+  let page;
+  let viewer;
+  let roomId;
+  const errors = [];
+  const tag = Date.now().toString(36).slice(-6);
+
+  before(async () => {
+    server = await startServer();
+    browser = await launch();
+    gw = new FakeGateway();
+    const wsAddr = await gw.listen();
+    const anchor = await apiAs(server.base, '/user/register', { username: `imanchor_${tag}`, password: 'secret-password', nickname: 'Host' });
+    roomId = (await apiAs(server.base, '/living/startingLiving', { type: 1, roomName: 'Protocol room' }, anchor.cookie)).data.roomId;
+    viewer = await apiAs(server.base, '/user/register', { username: `imviewer_${tag}`, password: 'secret-password', nickname: 'Pat' });
+    page = await newPage(browser, 'viewer', errors);
+    const [name, value] = viewer.cookie.split('=');
+    await page.context().addCookies([{ name, value, url: server.base }]);
+    let n = 0;
+    await page.route('**/im/getImConfig', (route) => {
+      n++;
+      route.fulfill({ json: { code: 200, msg: 'success', data: { token: `tok-${n}`, userId: viewer.data.userId, wsImServerAddress: wsAddr, tcpImServerAddress: '' } } });
+    });
+    await page.clock.install();
+    await page.goto(`${server.base}/room.html?id=${roomId}`);
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (gw) await gw.close();
+    if (server) await server.stop();
+  });
+
+  it('logs in with appId, userId, a fresh token and the room', async () => {
+    await page.locator('[data-testid=chat-status][data-state=online]').waitFor({ timeout: 10000 });
+    const login = gw.of(1001)[0];
+    assert.equal(login.magic, 18673);
+    assert.equal(login.len, Buffer.byteLength(login.bodyText), 'len is the body byte length');
+    assert.deepEqual({ ...login.body }, { appId: 10001, userId: viewer.data.userId, token: 'tok-1', roomId });
+  });
+
+  it('sends a heartbeat every 30 s', async () => {
+    const before_ = gw.of(1004).length;
+    await page.clock.runFor(30500);
+    await until('a heartbeat', () => gw.of(1004).length === before_ + 1, { timeoutMs: 3000 });
+    await page.clock.runFor(30000);
+    await until('a second heartbeat', () => gw.of(1004).length === before_ + 2, { timeoutMs: 3000 });
+    assert.equal(gw.of(1004).at(-1).body.userId, viewer.data.userId);
+  });
+
+  it('ACKs every delivery and shows each msgId once', async () => {
+    gw.deliver({ msgId: 'm-1', userId: 999, roomId, content: 'first <b>bold</b>', senderName: 'Zed' });
+    await page.locator('[data-testid=chat-line] .content', { hasText: 'first <b>bold</b>' }).waitFor({ timeout: 3000 });
+    gw.deliver({ msgId: 'm-1', userId: 999, roomId, content: 'first <b>bold</b>', senderName: 'Zed' }); // redelivery
+    gw.deliver({ msgId: 'm-2', userId: 999, roomId, content: 'second', senderName: 'Zed' });
+    await page.locator('[data-testid=chat-line] .content', { hasText: 'second' }).waitFor({ timeout: 3000 });
+    await until('three ACKs', () => gw.of(1005).length >= 3, { timeoutMs: 3000 });
+    assert.deepEqual(gw.of(1005).map((f) => f.body.msgId), ['m-1', 'm-1', 'm-2']);
+    assert.equal(gw.of(1005)[0].body.appId, 10001);
+    assert.equal(await page.locator('[data-testid=chat-line] .content', { hasText: 'first <b>bold</b>' }).count(), 1, 'the duplicate is dropped');
+    assert.equal(await page.locator('.chat-list b').count(), 0, 'text, not HTML');
+    // A message for another room is not shown.
+    gw.deliver({ msgId: 'm-3', userId: 999, roomId: roomId + 1000, content: 'elsewhere', senderName: 'Zed' });
+    await until('its ACK', () => gw.of(1005).length >= 4, { timeoutMs: 3000 });
+    assert.equal(await page.locator('[data-testid=chat-line] .content', { hasText: 'elsewhere' }).count(), 0);
+  });
+
+  it('sends chat as code 1003, bizCode 5555, data {roomId, content}', async () => {
+    await page.getByTestId('chat-input').fill('héllo 👋');
+    await page.getByTestId('chat-input').press('Enter');
+    await until('the chat frame', () => gw.of(1003).length === 1, { timeoutMs: 3000 });
+    const f = gw.of(1003)[0];
+    assert.equal(f.len, Buffer.byteLength(f.bodyText));
+    assert.equal(f.body.bizCode, 5555);
+    assert.equal(f.body.appId, 10001);
+    assert.equal(f.body.userId, viewer.data.userId);
+    const data = JSON.parse(f.body.data);
+    assert.equal(data.roomId, roomId);
+    assert.equal(data.content, 'héllo 👋');
+    assert.equal(await page.getByTestId('chat-input').inputValue(), '', 'the box is cleared');
+  });
+
+  it('reconnects after a drop, with a fresh token, and backs off while refused', async () => {
+    const conns = gw.conns.length;
+    gw.refuseLogins = 3;
+    // Freeze the page clock so only the test moves time forward.
+    await page.clock.pauseAt(await page.evaluate(() => Date.now() + 5));
+    gw.drop();
+    await page.locator('[data-testid=chat-status][data-state=reconnecting]').waitFor({ timeout: 3000 });
+    // Attempt k waits 250·2^k … 500·2^k ms (jittered); the page clock is driven by the test.
+    const reconnects = () => page.evaluate(() => window.__imClient.stats.reconnects);
+    const r0 = await until('the first reconnect to be scheduled', async () => {
+      const r = await reconnects();
+      return r >= 1 ? r : null;
+    }, { timeoutMs: 3000 });
+    for (let k = 0; k < 4; k++) {
+      await until(`reconnect ${k + 1} to be scheduled`, async () => (await reconnects()) >= r0 + k, { timeoutMs: 5000 });
+      const lower = 250 * 2 ** k;
+      await page.clock.runFor(lower - 60);
+      await page.waitForTimeout(150);
+      assert.equal(gw.conns.length, conns + k, `attempt ${k + 1} waited at least ${lower} ms`);
+      await page.clock.runFor(lower + 120);
+      await until(`connection attempt ${k + 1}`, () => gw.conns.length >= conns + k + 1, { timeoutMs: 5000 });
+    }
+    await page.locator('[data-testid=chat-status][data-state=online]').waitFor({ timeout: 5000 });
+    await page.clock.resume();
+    const logins = gw.of(1001).slice(-4);
+    assert.equal(new Set(logins.map((f) => f.body.token)).size, 4, 'each attempt asks for a fresh token');
+    const stats = await page.evaluate(() => window.__imClient.stats);
+    assert.ok(stats.reconnects >= 4, JSON.stringify(stats));
+    // Delivery still works on the new connection.
+    gw.deliver({ msgId: 'm-9', userId: 999, roomId, content: 'after reconnect', senderName: 'Zed' });
+    await page.locator('[data-testid=chat-line] .content', { hasText: 'after reconnect' }).waitFor({ timeout: 3000 });
+    assertNoErrors(errors);
+  });
+
+  it('does not fight another tab that took the room over; "Use chat here" takes it back', async () => {
+    const conns = gw.conns.length;
+    gw.replace();
+    await page.locator('[data-testid=chat-status][data-state=replaced]').waitFor({ timeout: 3000 });
+    await page.clock.runFor(20000);
+    await page.waitForTimeout(200);
+    assert.equal(gw.conns.length, conns, 'no automatic reconnect');
+    await page.getByRole('button', { name: 'Use chat here' }).click();
+    await page.locator('[data-testid=chat-status][data-state=online]').waitFor({ timeout: 5000 });
+    assert.equal(gw.conns.length, conns + 1);
+    assertNoErrors(errors);
+  });
+});
