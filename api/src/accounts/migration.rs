@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
 }
 
 #[derive(DeriveIden)]
+#[allow(clippy::enum_variant_names)] // `UserId` is the column's name.
 enum User {
     #[sea_orm(iden = "t_user")]
     Table,

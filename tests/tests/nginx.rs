@@ -1,0 +1,67 @@
+//! The production video path's RTMP configuration (`nginx/`) against the real api: Debian's
+//! nginx with libnginx-mod-rtmp calls `livehouse`'s `on_publish` hooks, ffmpeg pushes with a
+//! room's stream key, ffprobe pulls by room id (`nginx/test.sh` does the nginx side).
+//! Runs when `LIVEHOUSE_TEST_NGINX=1` (CI sets it; skipping there is a failure).
+
+use livehouse_core::testenv;
+use livehouse_e2e::Livehouse;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[tokio::test]
+async fn nginx_rtmp_publishes_through_the_livehouse_hooks() {
+    if testenv::backend("LIVEHOUSE_TEST_NGINX").is_none() {
+        return;
+    }
+    let lh = Livehouse::start(&[]).await;
+    let http = reqwest::Client::new();
+    let reg: Value = http
+        .post(lh.url("/user/register"))
+        .json(&json!({"username": "nginxanchor", "password": "secret12"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["data"]["token"].as_str().unwrap().to_string();
+    let started: Value = http
+        .post(lh.url("/living/startingLiving"))
+        .bearer_auth(&token)
+        .json(&json!({"type": 1, "roomName": "via nginx"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = started["data"]["roomId"].as_i64().unwrap();
+    let cfg: Value = http
+        .post(lh.url("/living/anchorConfig"))
+        .bearer_auth(&token)
+        .json(&json!({"roomId": room}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = cfg["data"]["streamKey"].as_str().unwrap().to_string();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx/test.sh");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("bash")
+            .arg(script)
+            .env("LIVEHOUSE_NGINX_API", format!("http://{}", lh.http))
+            .env("LIVEHOUSE_NGINX_KEY", &key)
+            .env("LIVEHOUSE_NGINX_ROOM", room.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("nginx/test.sh finishes within 120 s")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "nginx/test.sh failed:\n{stdout}");
+}
