@@ -13,5 +13,9 @@ pub struct Envelope<T: Serialize> {
 
 /// A 200 envelope around `data`.
 pub fn ok<T: Serialize>(data: T) -> Json<Envelope<T>> {
-    Json(Envelope { code: 200, msg: "success".into(), data: Some(data) })
+    Json(Envelope {
+        code: 200,
+        msg: "success".into(),
+        data: Some(data),
+    })
 }

@@ -74,7 +74,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "request failed");
         }
-        let body = Envelope::<()> { code: status.as_u16(), msg: self.to_string(), data: None };
+        let body = Envelope::<()> {
+            code: status.as_u16(),
+            msg: self.to_string(),
+            data: None,
+        };
         (status, axum::Json(body)).into_response()
     }
 }

@@ -16,7 +16,9 @@ impl<'de> Visitor<'de> for I64Visitor {
         Ok(Some(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        i64::try_from(v).map(Some).map_err(|_| E::custom("integer out of range"))
+        i64::try_from(v)
+            .map(Some)
+            .map_err(|_| E::custom("integer out of range"))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         if v.fract() == 0.0 && v.abs() < 9.0e15 {
@@ -30,7 +32,9 @@ impl<'de> Visitor<'de> for I64Visitor {
         if v.is_empty() {
             return Ok(None);
         }
-        v.parse().map(Some).map_err(|_| E::custom(format!("`{v}` is not an integer")))
+        v.parse()
+            .map(Some)
+            .map_err(|_| E::custom(format!("`{v}` is not an integer")))
     }
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -59,7 +63,10 @@ mod tests {
     #[test]
     fn numbers_and_numeric_strings_parse_and_garbage_is_refused() {
         assert_eq!(serde_json::from_str::<P>(r#"{"n":5}"#).unwrap().n, Some(5));
-        assert_eq!(serde_json::from_str::<P>(r#"{"n":"7"}"#).unwrap().n, Some(7));
+        assert_eq!(
+            serde_json::from_str::<P>(r#"{"n":"7"}"#).unwrap().n,
+            Some(7)
+        );
         assert_eq!(serde_json::from_str::<P>(r#"{}"#).unwrap().n, None);
         assert_eq!(serde_json::from_str::<P>(r#"{"n":null}"#).unwrap().n, None);
         assert!(serde_json::from_str::<P>(r#"{"n":"x"}"#).is_err());

@@ -27,8 +27,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -65,7 +65,10 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
 }
 
 async fn openapi() -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -82,7 +85,8 @@ async fn track(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("http", request_id = id, method = %req.method(), route = %route);
     let started = Instant::now();
     let mut res = next.run(req).instrument(span).await;
-    res.headers_mut().insert("x-request-id", axum::http::HeaderValue::from(id));
+    res.headers_mut()
+        .insert("x-request-id", axum::http::HeaderValue::from(id));
     let status = res.status().as_u16().to_string();
     metrics::counter!("livehouse_http_requests_total", "route" => route.clone(), "status" => status)
         .increment(1);

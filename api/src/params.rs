@@ -44,6 +44,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
                 "unsupported content type `{content_type}`: send JSON or a form"
             )));
         };
-        parsed.map(Params).map_err(|e| ApiError::BadRequest(format!("invalid parameters: {e}")))
+        parsed
+            .map(Params)
+            .map_err(|e| ApiError::BadRequest(format!("invalid parameters: {e}")))
     }
 }

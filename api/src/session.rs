@@ -12,8 +12,15 @@ pub const COOKIE_NAME: &str = "livehouse_token";
 
 /// The raw token the request carries, if any.
 pub fn token_of(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+    if let Some(v) = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
             return Some(t.trim().to_string());
         }
     }
@@ -39,11 +46,9 @@ pub struct MaybeUser(pub Option<i64>);
 fn verify(parts: &Parts, state: &ApiState) -> Result<Option<i64>, ApiError> {
     match token_of(parts) {
         None => Ok(None),
-        Some(t) => state
-            .jwt
-            .verify(&t)
-            .map(Some)
-            .ok_or_else(|| ApiError::Unauthorized("invalid or expired session; sign in again".into())),
+        Some(t) => state.jwt.verify(&t).map(Some).ok_or_else(|| {
+            ApiError::Unauthorized("invalid or expired session; sign in again".into())
+        }),
     }
 }
 

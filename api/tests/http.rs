@@ -22,10 +22,15 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
         let mysql = testenv::backend("LIVEHOUSE_TEST_MYSQL_URL")?;
         let redis = testenv::backend("LIVEHOUSE_TEST_REDIS_URL")?;
         let db = testenv::fresh_database(Some(&mysql)).await;
-        let cache = RedisCache::connect(&redis, &testenv::unique_prefix("api")).await.unwrap();
+        let cache = RedisCache::connect(&redis, &testenv::unique_prefix("api"))
+            .await
+            .unwrap();
         (db, Arc::new(cache))
     } else {
-        (testenv::fresh_database(None).await, Arc::new(MemoryCache::new()))
+        (
+            testenv::fresh_database(None).await,
+            Arc::new(MemoryCache::new()),
+        )
     };
     livehouse_living::migrate(&db).await.unwrap();
     livehouse_api::migrate(&db).await.unwrap();
@@ -48,13 +53,22 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = livehouse_api::router(state);
     tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async { rx.await.ok(); }).await.ok();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                rx.await.ok();
+            })
+            .await
+            .ok();
     });
     let stop = async move {
         let _ = tokio::signal::ctrl_c().await;
     };
     tokio::spawn(livehouse_living::lists::run(living, stop));
-    Some(Server { base, http: reqwest::Client::new(), _stop: tx })
+    Some(Server {
+        base,
+        http: reqwest::Client::new(),
+        _stop: tx,
+    })
 }
 
 impl Server {
@@ -68,22 +82,38 @@ impl Server {
     }
 
     async fn get(&self, path_and_query: &str) -> (StatusCode, Value) {
-        let res = self.http.get(format!("{}{path_and_query}", self.base)).send().await.unwrap();
+        let res = self
+            .http
+            .get(format!("{}{path_and_query}", self.base))
+            .send()
+            .await
+            .unwrap();
         (res.status(), res.json().await.unwrap())
     }
 
     /// Registers a user; returns (user id, token).
     async fn user(&self, name: &str) -> (i64, String) {
         let (status, body) = self
-            .post("/user/register", None, json!({"username": name, "password": "secret12", "nickname": name}))
+            .post(
+                "/user/register",
+                None,
+                json!({"username": name, "password": "secret12", "nickname": name}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        (body["data"]["userId"].as_i64().unwrap(), body["data"]["token"].as_str().unwrap().to_string())
+        (
+            body["data"]["userId"].as_i64().unwrap(),
+            body["data"]["token"].as_str().unwrap().to_string(),
+        )
     }
 
     async fn start(&self, token: &str, room_type: i64, name: &str) -> i64 {
         let (status, body) = self
-            .post("/living/startingLiving", Some(token), json!({"type": room_type, "roomName": name}))
+            .post(
+                "/living/startingLiving",
+                Some(token),
+                json!({"type": room_type, "roomName": name}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["data"]["roomId"].as_i64().unwrap()
@@ -92,9 +122,17 @@ impl Server {
 
 fn assert_error(got: (StatusCode, Value), status: StatusCode, needle: &str) {
     assert_eq!(got.0, status, "{}", got.1);
-    assert_eq!(got.1["code"].as_u64(), Some(status.as_u16() as u64), "{}", got.1);
+    assert_eq!(
+        got.1["code"].as_u64(),
+        Some(status.as_u16() as u64),
+        "{}",
+        got.1
+    );
     let msg = got.1["msg"].as_str().unwrap_or_default();
-    assert!(msg.contains(needle), "message `{msg}` should mention `{needle}`");
+    assert!(
+        msg.contains(needle),
+        "message `{msg}` should mention `{needle}`"
+    );
 }
 
 async fn poll<F, Fut>(what: &str, deadline: Duration, mut cond: F) -> Duration
@@ -104,7 +142,10 @@ where
 {
     let start = Instant::now();
     while !cond().await {
-        assert!(start.elapsed() < deadline, "{what} did not happen within {deadline:?}");
+        assert!(
+            start.elapsed() < deadline,
+            "{what} did not happen within {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     start.elapsed()
@@ -288,14 +329,29 @@ api_suite!(mariadb_redis, true);
 
 #[tokio::test]
 async fn the_openapi_document_lists_every_route() {
-    let Some(s) = server_on(false, true).await else { return };
+    let Some(s) = server_on(false, true).await else {
+        return;
+    };
     let (status, doc) = s.get("/api-docs/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], json!("3.0.3"));
     for path in [
-        "/user/register", "/user/login", "/user/logout", "/home/initPage", "/living/startingLiving",
-        "/living/closeLiving", "/living/anchorConfig", "/living/list", "/living/records",
-        "/healthz", "/readyz", "/metrics", "/im/getImConfig", "/im/online", "/live/{roomId}.flv", "/ws",
+        "/user/register",
+        "/user/login",
+        "/user/logout",
+        "/home/initPage",
+        "/living/startingLiving",
+        "/living/closeLiving",
+        "/living/anchorConfig",
+        "/living/list",
+        "/living/records",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/im/getImConfig",
+        "/im/online",
+        "/live/{roomId}.flv",
+        "/ws",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
     }

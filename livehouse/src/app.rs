@@ -1,6 +1,7 @@
 //! Wiring: connect the backends the configuration names, start the tasks of the chosen role(s),
 //! serve one HTTP server with the routers they contribute, and stop everything on SIGINT/SIGTERM.
 
+use crate::adapters::{LocalFirstDelivery, RoomsStreamAuth};
 use crate::config::{Config, Role};
 use anyhow::Context;
 use axum::Router;
@@ -9,16 +10,15 @@ use livehouse_core::auth::JwtKeys;
 use livehouse_core::bus::{Bus, MemoryBus};
 use livehouse_core::cache::{Cache, MemoryCache, RedisCache};
 use livehouse_core::{db, Backends};
-use crate::adapters::{LocalFirstDelivery, RoomsStreamAuth};
 use livehouse_im_core::{Gateway, ImConfig};
 use livehouse_living::membership::{Membership, MembershipConfig, OnCount};
 use livehouse_living::LivingService;
 use livehouse_media::{MediaServer, StreamAuth};
 use livehouse_msg::{GatewayDelivery, HttpDelivery, Msg, MsgConfig};
-use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -41,10 +41,14 @@ async fn connect(cfg: &Config) -> anyhow::Result<Backends> {
         Some(u) => u.clone(),
         None => db::sqlite_url(&cfg.data_dir),
     };
-    let database = db::connect(&url).await.context("opening the SQL database")?;
+    let database = db::connect(&url)
+        .await
+        .context("opening the SQL database")?;
     let cache: Arc<dyn Cache> = match &cfg.redis_url {
         Some(u) => Arc::new(
-            RedisCache::connect(u, "").await.with_context(|| format!("connecting to Redis at {u}"))?,
+            RedisCache::connect(u, "")
+                .await
+                .with_context(|| format!("connecting to Redis at {u}"))?,
         ),
         None => Arc::new(MemoryCache::new()),
     };
@@ -52,7 +56,11 @@ async fn connect(cfg: &Config) -> anyhow::Result<Backends> {
         Some(b) => connect_kafka(b).await?,
         None => Arc::new(MemoryBus::new()),
     };
-    Ok(Backends { db: database, cache, bus })
+    Ok(Backends {
+        db: database,
+        cache,
+        bus,
+    })
 }
 
 async fn connect_kafka(brokers: &str) -> anyhow::Result<Arc<dyn Bus>> {
@@ -85,7 +93,9 @@ fn jwt_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
 /// Routes every role serves: health and metrics.
@@ -111,7 +121,10 @@ fn ops_router(backends: &Backends, metrics: PrometheusHandle) -> Router {
                 }
             }),
         )
-        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
 }
 
 pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
@@ -134,7 +147,9 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             .context("migrating the rooms tables")?;
     }
     if has(Role::Api) {
-        livehouse_api::migrate(&backends.db).await.context("migrating the users table")?;
+        livehouse_api::migrate(&backends.db)
+            .await
+            .context("migrating the users table")?;
     }
     let living = LivingService::new(backends.db.clone(), backends.cache.clone());
     let jwt = JwtKeys::new(&jwt_secret(&cfg)?);
@@ -159,7 +174,10 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             metrics: Some(metrics.clone()),
         };
         if !cfg.web_dir.is_dir() {
-            tracing::warn!("web dir {} not found: no web pages are served", cfg.web_dir.display());
+            tracing::warn!(
+                "web dir {} not found: no web pages are served",
+                cfg.web_dir.display()
+            );
         }
         // nginx-rtmp's on_publish callbacks check stream keys here (production video path).
         http = http
@@ -186,12 +204,18 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         });
         let membership = MembershipConfig {
             gateway_stale: heartbeat_gap,
-            sweep_every: (heartbeat_gap / 2).clamp(Duration::from_millis(500), Duration::from_secs(5)),
+            sweep_every: (heartbeat_gap / 2)
+                .clamp(Duration::from_millis(500), Duration::from_secs(5)),
             ..MembershipConfig::default()
         };
-        let m = Membership::subscribe(membership, backends.bus.clone(), backends.cache.clone(), on_count)
-            .await
-            .context("subscribing to presence events")?;
+        let m = Membership::subscribe(
+            membership,
+            backends.bus.clone(),
+            backends.cache.clone(),
+            on_count,
+        )
+        .await
+        .context("subscribing to presence events")?;
         tasks.spawn(m.run(shutdown.wait()));
     }
 
@@ -235,18 +259,29 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     if has(Role::Msg) {
         let remote = HttpDelivery::new(backends.cache.clone(), jwt.service_token())?;
         let delivery: Arc<dyn GatewayDelivery> = match &gateway {
-            Some(local) => Arc::new(LocalFirstDelivery { local: local.clone(), remote }),
+            Some(local) => Arc::new(LocalFirstDelivery {
+                local: local.clone(),
+                remote,
+            }),
             None => Arc::new(remote),
         };
-        let m = Msg::subscribe(MsgConfig::default(), backends.bus.clone(), backends.cache.clone(), delivery)
-            .await
-            .context("subscribing to chat")?;
+        let m = Msg::subscribe(
+            MsgConfig::default(),
+            backends.bus.clone(),
+            backends.cache.clone(),
+            delivery,
+        )
+        .await
+        .context("subscribing to chat")?;
         tasks.spawn(m.run(shutdown.wait()));
     }
 
     if has(Role::Media) {
         let rtmp_listener = bind(cfg.rtmp_addr, "RTMP").await?;
-        tracing::info!("RTMP listening on rtmp://{}/live", rtmp_listener.local_addr()?);
+        tracing::info!(
+            "RTMP listening on rtmp://{}/live",
+            rtmp_listener.local_addr()?
+        );
         let media = MediaServer::new(stream_auth.clone());
         http = http.merge(media.http_router());
         tasks.spawn(media.serve_rtmp(rtmp_listener, shutdown.wait()));
@@ -256,10 +291,13 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     tracing::info!("HTTP listening on http://{addr}");
     let stop = shutdown.wait();
     tasks.spawn(async move {
-        axum::serve(http_listener, http.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(stop)
-            .await
-            .context("HTTP server")
+        axum::serve(
+            http_listener,
+            http.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
+        .context("HTTP server")
     });
 
     // Run until a signal, or until a task fails.
@@ -276,7 +314,10 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         gw.close_all();
     }
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(std::time::Duration::from_secs(10), drain).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within 10 s");
     }
 

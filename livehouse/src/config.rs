@@ -45,16 +45,36 @@ pub struct Config {
     #[arg(long, env = "LIVEHOUSE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// HTTP listen address (API, web pages, WebSocket, HTTP-FLV, /metrics).
-    #[arg(long, env = "LIVEHOUSE_HTTP_ADDR", default_value = "0.0.0.0:8080", global = true)]
+    #[arg(
+        long,
+        env = "LIVEHOUSE_HTTP_ADDR",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
     pub http_addr: SocketAddr,
     /// RTMP listen address of the built-in media server.
-    #[arg(long, env = "LIVEHOUSE_RTMP_ADDR", default_value = "0.0.0.0:1935", global = true)]
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RTMP_ADDR",
+        default_value = "0.0.0.0:1935",
+        global = true
+    )]
     pub rtmp_addr: SocketAddr,
     /// IM gateway TCP (binary protocol) listen address.
-    #[arg(long, env = "LIVEHOUSE_IM_TCP_ADDR", default_value = "0.0.0.0:8085", global = true)]
+    #[arg(
+        long,
+        env = "LIVEHOUSE_IM_TCP_ADDR",
+        default_value = "0.0.0.0:8085",
+        global = true
+    )]
     pub im_tcp_addr: SocketAddr,
     /// Folder for the embedded database and the generated JWT secret.
-    #[arg(long, env = "LIVEHOUSE_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "LIVEHOUSE_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// SQL database: `mysql://user:pass@host:3306/db`, or `sqlite://path?mode=rwc`.
     /// Default: SQLite in the data dir.
@@ -68,7 +88,12 @@ pub struct Config {
     pub kafka_brokers: Option<String>,
     /// Secret signing session tokens. Default: generated once and kept in the data dir.
     /// Processes of one deployment must share it.
-    #[arg(long, env = "LIVEHOUSE_JWT_SECRET", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LIVEHOUSE_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
     /// Give every new account the anchor tag (may start rooms). Default: on with the embedded
     /// database, off with MySQL.
@@ -82,7 +107,12 @@ pub struct Config {
     #[arg(long, env = "LIVEHOUSE_WEB_DIR", default_value = "web", global = true)]
     pub web_dir: PathBuf,
     /// Seconds between IM heartbeats; a session silent for two gaps is closed.
-    #[arg(long, env = "LIVEHOUSE_IM_HEARTBEAT_SECS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "LIVEHOUSE_IM_HEARTBEAT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
     pub im_heartbeat_secs: u64,
     /// Id of this IM gateway in the registry. Default: random.
     #[arg(long, env = "LIVEHOUSE_GATEWAY_ID", global = true)]
@@ -94,9 +124,11 @@ pub struct Config {
 /// precedence is flag > environment > file > default.
 pub fn load_file_into_env(args: &[String]) -> Result<(), String> {
     let from_args = args.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--config=")
-            .map(str::to_string)
-            .or_else(|| (a == "--config").then(|| args.get(i + 1).cloned()).flatten())
+        a.strip_prefix("--config=").map(str::to_string).or_else(|| {
+            (a == "--config")
+                .then(|| args.get(i + 1).cloned())
+                .flatten()
+        })
     });
     let Some(path) = from_args.or_else(|| std::env::var("LIVEHOUSE_CONFIG").ok()) else {
         return Ok(());
@@ -111,7 +143,11 @@ pub fn load_file_into_env(args: &[String]) -> Result<(), String> {
             .split_once('=')
             .ok_or_else(|| format!("{path}:{}: expected `key = value`", n + 1))?;
         let key = key.trim().trim_start_matches("--");
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(format!("{path}:{}: bad key `{key}`", n + 1));
         }
         let var = format!("LIVEHOUSE_{}", key.replace('-', "_").to_ascii_uppercase());
@@ -155,10 +191,18 @@ impl Config {
             self.data_dir.display(),
             mask_url(&self.database_url, "sqlite (data dir)"),
             mask_url(&self.redis_url, "memory"),
-            self.kafka_brokers.clone().unwrap_or_else(|| "memory".into()),
-            if self.jwt_secret.is_some() { "***" } else { "(data dir)" },
+            self.kafka_brokers
+                .clone()
+                .unwrap_or_else(|| "memory".into()),
+            if self.jwt_secret.is_some() {
+                "***"
+            } else {
+                "(data dir)"
+            },
             self.open_streaming(),
-            self.public_host.clone().unwrap_or_else(|| "(request host)".into()),
+            self.public_host
+                .clone()
+                .unwrap_or_else(|| "(request host)".into()),
             self.web_dir.display(),
             self.im_heartbeat_secs,
         )
@@ -189,7 +233,10 @@ mod tests {
         assert_eq!(cli.role, Some(Role::Api));
         assert!(!cli.config.open_streaming(), "off with MySQL unless asked");
         let text = cli.config.describe();
-        assert!(!text.contains("hunter2") && !text.contains("topsecret"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("topsecret"),
+            "{text}"
+        );
         assert!(text.contains("mysql://root:***@db:3306/live"), "{text}");
     }
 }

@@ -27,7 +27,8 @@ pub async fn tick(service: &LivingService, owner: &str) -> bool {
     }
     let started = std::time::Instant::now();
     let result = service.rebuild_lists().await;
-    metrics::histogram!("livehouse_room_list_rebuild_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("livehouse_room_list_rebuild_seconds")
+        .record(started.elapsed().as_secs_f64());
     if let Err(e) = result {
         tracing::warn!(error = %e, "room list rebuild failed");
     }

@@ -72,20 +72,88 @@ impl MigrationTrait for CreateRooms {
             Table::create()
                 .table(LivingRoom::Table)
                 .if_not_exists()
-                .col(ColumnDef::new(LivingRoom::Id).big_integer().not_null().auto_increment().primary_key())
-                .col(ColumnDef::new(LivingRoom::AnchorId).big_integer().not_null().unique_key())
-                .col(ColumnDef::new(LivingRoom::AnchorNickName).string_len(64).not_null().default(""))
-                .col(ColumnDef::new(LivingRoom::AnchorAvatar).string_len(512).not_null().default(""))
-                .col(ColumnDef::new(LivingRoom::Type).integer().not_null().default(1))
-                .col(ColumnDef::new(LivingRoom::Status).integer().not_null().default(1))
-                .col(ColumnDef::new(LivingRoom::RoomName).string_len(128).not_null())
-                .col(ColumnDef::new(LivingRoom::CovertImg).string_len(512).not_null().default(""))
-                .col(ColumnDef::new(LivingRoom::WatchNum).big_integer().not_null().default(0))
-                .col(ColumnDef::new(LivingRoom::GoodNum).big_integer().not_null().default(0))
-                .col(ColumnDef::new(LivingRoom::StreamKey).string_len(64).not_null().unique_key())
-                .col(ColumnDef::new(LivingRoom::Streaming).boolean().not_null().default(false))
-                .col(ColumnDef::new(LivingRoom::StartTime).big_integer().not_null())
-                .col(ColumnDef::new(LivingRoom::UpdateTime).big_integer().not_null())
+                .col(
+                    ColumnDef::new(LivingRoom::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::AnchorId)
+                        .big_integer()
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::AnchorNickName)
+                        .string_len(64)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::AnchorAvatar)
+                        .string_len(512)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::Type)
+                        .integer()
+                        .not_null()
+                        .default(1),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::Status)
+                        .integer()
+                        .not_null()
+                        .default(1),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::RoomName)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::CovertImg)
+                        .string_len(512)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::WatchNum)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::GoodNum)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::StreamKey)
+                        .string_len(64)
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::Streaming)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::StartTime)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoom::UpdateTime)
+                        .big_integer()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -103,19 +171,79 @@ impl MigrationTrait for CreateRooms {
             Table::create()
                 .table(LivingRoomRecord::Table)
                 .if_not_exists()
-                .col(ColumnDef::new(LivingRoomRecord::Id).big_integer().not_null().primary_key())
-                .col(ColumnDef::new(LivingRoomRecord::AnchorId).big_integer().not_null())
-                .col(ColumnDef::new(LivingRoomRecord::AnchorNickName).string_len(64).not_null().default(""))
-                .col(ColumnDef::new(LivingRoomRecord::AnchorAvatar).string_len(512).not_null().default(""))
-                .col(ColumnDef::new(LivingRoomRecord::Type).integer().not_null().default(1))
-                .col(ColumnDef::new(LivingRoomRecord::Status).integer().not_null().default(0))
-                .col(ColumnDef::new(LivingRoomRecord::RoomName).string_len(128).not_null())
-                .col(ColumnDef::new(LivingRoomRecord::CovertImg).string_len(512).not_null().default(""))
-                .col(ColumnDef::new(LivingRoomRecord::WatchNum).big_integer().not_null().default(0))
-                .col(ColumnDef::new(LivingRoomRecord::GoodNum).big_integer().not_null().default(0))
-                .col(ColumnDef::new(LivingRoomRecord::StartTime).big_integer().not_null())
-                .col(ColumnDef::new(LivingRoomRecord::EndTime).big_integer().not_null())
-                .col(ColumnDef::new(LivingRoomRecord::UpdateTime).big_integer().not_null())
+                .col(
+                    ColumnDef::new(LivingRoomRecord::Id)
+                        .big_integer()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::AnchorId)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::AnchorNickName)
+                        .string_len(64)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::AnchorAvatar)
+                        .string_len(512)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::Type)
+                        .integer()
+                        .not_null()
+                        .default(1),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::Status)
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::RoomName)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::CovertImg)
+                        .string_len(512)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::WatchNum)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::GoodNum)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::StartTime)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::EndTime)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(LivingRoomRecord::UpdateTime)
+                        .big_integer()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -132,7 +260,9 @@ impl MigrationTrait for CreateRooms {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(LivingRoomRecord::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(LivingRoom::Table).to_owned()).await
+        m.drop_table(Table::drop().table(LivingRoomRecord::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(LivingRoom::Table).to_owned())
+            .await
     }
 }

@@ -188,7 +188,9 @@ impl Page {
             return Err(LivingError::Invalid("page must be at least 1".into()));
         }
         if !(1..=100).contains(&page_size) {
-            return Err(LivingError::Invalid("pageSize must be between 1 and 100".into()));
+            return Err(LivingError::Invalid(
+                "pageSize must be between 1 and 100".into(),
+            ));
         }
         Ok(Page { page, page_size })
     }
@@ -200,14 +202,20 @@ impl Page {
 /// Validates room input; the error says which field is wrong.
 pub fn validate_start(input: &StartRoom) -> LivingResult<()> {
     if !ROOM_TYPES.contains(&input.room_type) {
-        return Err(LivingError::Invalid("type must be 1 (normal) or 2 (PK)".into()));
+        return Err(LivingError::Invalid(
+            "type must be 1 (normal) or 2 (PK)".into(),
+        ));
     }
     let name = input.room_name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return Err(LivingError::Invalid("roomName must be 1 to 64 characters".into()));
+        return Err(LivingError::Invalid(
+            "roomName must be 1 to 64 characters".into(),
+        ));
     }
     if input.covert_img.chars().count() > 512 {
-        return Err(LivingError::Invalid("covertImg must be at most 512 characters".into()));
+        return Err(LivingError::Invalid(
+            "covertImg must be at most 512 characters".into(),
+        ));
     }
     Ok(())
 }
@@ -296,7 +304,9 @@ impl LivingService {
         let record = living_room_record::Entity::insert(record)
             .exec_with_returning(&txn)
             .await?;
-        let deleted = living_room::Entity::delete_by_id(room.id).exec(&txn).await?;
+        let deleted = living_room::Entity::delete_by_id(room.id)
+            .exec(&txn)
+            .await?;
         if deleted.rows_affected != 1 {
             // A concurrent close won the race; leave everything as it was.
             txn.rollback().await?;
@@ -319,7 +329,10 @@ impl LivingService {
                 return Ok(Some(room));
             }
         }
-        match living_room::Entity::find_by_id(room_id).one(&self.db).await? {
+        match living_room::Entity::find_by_id(room_id)
+            .one(&self.db)
+            .await?
+        {
             Some(m) => {
                 let room = Room::from(m);
                 let json = serde_json::to_string(&room).expect("room serializes");
@@ -327,7 +340,9 @@ impl LivingService {
                 Ok(Some(room))
             }
             None => {
-                self.cache.set(&key, EMPTY_MARKER, Some(EMPTY_MARKER_TTL)).await?;
+                self.cache
+                    .set(&key, EMPTY_MARKER, Some(EMPTY_MARKER_TTL))
+                    .await?;
                 Ok(None)
             }
         }
@@ -380,7 +395,10 @@ impl LivingService {
     /// One page of the room list of a type, from the cache only. Returns `(rooms, has_next)`.
     pub async fn list(&self, room_type: i32, page: Page) -> LivingResult<(Vec<RoomSummary>, bool)> {
         let (items, has_next) = self.list_json(room_type, page).await?;
-        let rooms = items.iter().filter_map(|s| serde_json::from_str(s).ok()).collect();
+        let rooms = items
+            .iter()
+            .filter_map(|s| serde_json::from_str(s).ok())
+            .collect();
         Ok((rooms, has_next))
     }
 
@@ -388,12 +406,17 @@ impl LivingService {
     /// hot list route copies bytes instead of parsing and re-serializing every room.
     pub async fn list_json(&self, room_type: i32, page: Page) -> LivingResult<(Vec<String>, bool)> {
         if !ROOM_TYPES.contains(&room_type) {
-            return Err(LivingError::Invalid("type must be 1 (normal) or 2 (PK)".into()));
+            return Err(LivingError::Invalid(
+                "type must be 1 (normal) or 2 (PK)".into(),
+            ));
         }
         let start = page.offset() as usize;
         // Ask for one extra item to learn whether another page follows.
         let stop = start + page.page_size as usize;
-        let mut items = self.cache.list_range(&list_key(room_type), start, stop).await?;
+        let mut items = self
+            .cache
+            .list_range(&list_key(room_type), start, stop)
+            .await?;
         let has_next = items.len() > page.page_size as usize;
         items.truncate(page.page_size as usize);
         Ok((items, has_next))
@@ -413,13 +436,19 @@ impl LivingService {
                 .into_iter()
                 .map(|m| serde_json::to_string(&Room::from(m).summary()).expect("serializes"))
                 .collect();
-            self.cache.list_replace(&list_key(room_type), &items).await?;
+            self.cache
+                .list_replace(&list_key(room_type), &items)
+                .await?;
         }
         Ok(())
     }
 
     /// Closed rooms of an anchor, newest first. Returns `(records, has_next)`.
-    pub async fn records(&self, anchor_id: i64, page: Page) -> LivingResult<(Vec<RoomRecord>, bool)> {
+    pub async fn records(
+        &self,
+        anchor_id: i64,
+        page: Page,
+    ) -> LivingResult<(Vec<RoomRecord>, bool)> {
         let rows = living_room_record::Entity::find()
             .filter(living_room_record::Column::AnchorId.eq(anchor_id))
             .order_by_desc(living_room_record::Column::StartTime)
@@ -430,7 +459,10 @@ impl LivingService {
             .await?;
         let has_next = rows.len() as u64 > page.page_size;
         Ok((
-            rows.into_iter().take(page.page_size as usize).map(RoomRecord::from).collect(),
+            rows.into_iter()
+                .take(page.page_size as usize)
+                .map(RoomRecord::from)
+                .collect(),
             has_next,
         ))
     }

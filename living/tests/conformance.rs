@@ -20,8 +20,11 @@ async fn distributed() -> Option<LivingService> {
     let redis = testenv::backend("LIVEHOUSE_TEST_REDIS_URL")?;
     let db = testenv::fresh_database(Some(&mysql)).await;
     Migrator::up(&db, None).await.unwrap();
-    let cache: Arc<dyn Cache> =
-        Arc::new(RedisCache::connect(&redis, &testenv::unique_prefix("living")).await.unwrap());
+    let cache: Arc<dyn Cache> = Arc::new(
+        RedisCache::connect(&redis, &testenv::unique_prefix("living"))
+            .await
+            .unwrap(),
+    );
     Some(LivingService::new(db, cache))
 }
 
@@ -54,7 +57,11 @@ macro_rules! conformance {
                 assert_eq!(room.status, 1);
                 let err = s.start(start(1, 2, "second")).await.unwrap_err();
                 assert!(matches!(err, LivingError::Conflict(_)), "got {err:?}");
-                assert_eq!(s.live_count().await.unwrap(), 1, "the refused start wrote nothing");
+                assert_eq!(
+                    s.live_count().await.unwrap(),
+                    1,
+                    "the refused start wrote nothing"
+                );
                 let other = s.start(start(2, 1, "other")).await.unwrap();
                 assert_ne!(other.stream_key, room.stream_key);
             }
@@ -62,7 +69,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn bad_start_input_is_refused() {
                 let Some(s) = svc().await else { return };
-                for bad in [start(1, 3, "x"), start(1, 1, "   "), start(1, 1, &"n".repeat(65))] {
+                for bad in [
+                    start(1, 3, "x"),
+                    start(1, 1, "   "),
+                    start(1, 1, &"n".repeat(65)),
+                ] {
                     assert!(matches!(s.start(bad).await, Err(LivingError::Invalid(_))));
                 }
                 assert_eq!(s.live_count().await.unwrap(), 0);
@@ -72,13 +83,25 @@ macro_rules! conformance {
             async fn close_moves_the_room_to_records_and_only_for_its_anchor() {
                 let Some(s) = svc().await else { return };
                 let room = s.start(start(7, 1, "closing")).await.unwrap();
-                assert!(matches!(s.close(8, room.id).await, Err(LivingError::Forbidden)));
-                assert!(s.get(room.id).await.unwrap().is_some(), "a refused close changes nothing");
+                assert!(matches!(
+                    s.close(8, room.id).await,
+                    Err(LivingError::Forbidden)
+                ));
+                assert!(
+                    s.get(room.id).await.unwrap().is_some(),
+                    "a refused close changes nothing"
+                );
                 let rec = s.close(7, room.id).await.unwrap();
                 assert_eq!(rec.id, room.id);
                 assert!(rec.end_time >= rec.start_time);
-                assert!(s.get(room.id).await.unwrap().is_none(), "closed room is gone, cache too");
-                assert!(matches!(s.close(7, room.id).await, Err(LivingError::NotFound)));
+                assert!(
+                    s.get(room.id).await.unwrap().is_none(),
+                    "closed room is gone, cache too"
+                );
+                assert!(matches!(
+                    s.close(7, room.id).await,
+                    Err(LivingError::NotFound)
+                ));
                 let (records, has_next) = s.records(7, Page::new(1, 10).unwrap()).await.unwrap();
                 assert_eq!(records.len(), 1);
                 assert!(!has_next);
@@ -93,7 +116,10 @@ macro_rules! conformance {
                 let room = s.start(start(3, 1, "cached")).await.unwrap();
                 assert_eq!(s.get(room.id).await.unwrap().unwrap().room_name, "cached");
                 let key = livehouse_living::service::room_key(room.id);
-                assert!(s.cache().get(&key).await.unwrap().is_some(), "room is cached after a read");
+                assert!(
+                    s.cache().get(&key).await.unwrap().is_some(),
+                    "room is cached after a read"
+                );
                 // A missing id is remembered as empty...
                 let missing = room.id + 1000;
                 assert!(s.get(missing).await.unwrap().is_none());
@@ -104,7 +130,10 @@ macro_rules! conformance {
                 assert!(s.get(room.id).await.unwrap().unwrap().streaming);
                 s.set_watch_num(room.id, 42).await.unwrap();
                 assert_eq!(s.get(room.id).await.unwrap().unwrap().watch_num, 42);
-                assert_eq!(s.by_stream_key(&room.stream_key).await.unwrap().unwrap().id, room.id);
+                assert_eq!(
+                    s.by_stream_key(&room.stream_key).await.unwrap().unwrap().id,
+                    room.id
+                );
                 assert!(s.by_stream_key("nope").await.unwrap().is_none());
             }
 
@@ -113,13 +142,24 @@ macro_rules! conformance {
                 let Some(s) = svc().await else { return };
                 let mut ids = vec![];
                 for anchor in 100..125 {
-                    ids.push(s.start(start(anchor, 1, &format!("r{anchor}"))).await.unwrap().id);
+                    ids.push(
+                        s.start(start(anchor, 1, &format!("r{anchor}")))
+                            .await
+                            .unwrap()
+                            .id,
+                    );
                 }
                 s.start(start(200, 2, "pk")).await.unwrap();
                 let page1 = Page::new(1, 10).unwrap();
-                assert!(s.list(1, page1).await.unwrap().0.is_empty(), "reads never touch SQL");
+                assert!(
+                    s.list(1, page1).await.unwrap().0.is_empty(),
+                    "reads never touch SQL"
+                );
                 assert!(lists::tick(&s, "owner-a").await, "free lock is taken");
-                assert!(!lists::tick(&s, "owner-b").await, "a held lock makes a peer skip");
+                assert!(
+                    !lists::tick(&s, "owner-b").await,
+                    "a held lock makes a peer skip"
+                );
                 let (first, more) = s.list(1, page1).await.unwrap();
                 assert_eq!(first.len(), 10);
                 assert!(more);

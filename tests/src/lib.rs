@@ -15,7 +15,11 @@ pub fn binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let bin = target.join("debug/livehouse");
-    assert!(bin.exists(), "{} is missing: run `cargo build --bin livehouse`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin livehouse`",
+        bin.display()
+    );
     bin
 }
 
@@ -34,7 +38,10 @@ where
 {
     let start = Instant::now();
     while !cond().await {
-        assert!(start.elapsed() < deadline, "{what} did not happen within {deadline:?}");
+        assert!(
+            start.elapsed() < deadline,
+            "{what} did not happen within {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     start.elapsed()
@@ -72,12 +79,26 @@ impl Livehouse {
             .kill_on_drop(true)
             .spawn()
             .expect("livehouse starts");
-        let lh = Livehouse { child, http, rtmp, im_tcp, data_dir };
+        let lh = Livehouse {
+            child,
+            http,
+            rtmp,
+            im_tcp,
+            data_dir,
+        };
         let url = lh.url("/healthz");
-        poll_until("livehouse answers /healthz", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move { reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) }
-        })
+        poll_until(
+            "livehouse answers /healthz",
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move {
+                    reqwest::get(url)
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            },
+        )
         .await;
         lh
     }

@@ -6,16 +6,37 @@ use std::time::Duration;
 
 #[test]
 fn help_documents_every_flag_and_role() {
-    let out = std::process::Command::new(binary()).arg("--help").output().unwrap();
+    let out = std::process::Command::new(binary())
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for needle in [
-        "--http-addr", "0.0.0.0:8080", "--rtmp-addr", "0.0.0.0:1935", "--im-tcp-addr",
-        "0.0.0.0:8085", "--data-dir", "./data", "--database-url", "--redis-url", "--kafka-brokers",
-        "--jwt-secret", "--open-streaming", "LIVEHOUSE_HTTP_ADDR", "api", "living", "msg",
-        "im-core", "media",
+        "--http-addr",
+        "0.0.0.0:8080",
+        "--rtmp-addr",
+        "0.0.0.0:1935",
+        "--im-tcp-addr",
+        "0.0.0.0:8085",
+        "--data-dir",
+        "./data",
+        "--database-url",
+        "--redis-url",
+        "--kafka-brokers",
+        "--jwt-secret",
+        "--open-streaming",
+        "LIVEHOUSE_HTTP_ADDR",
+        "api",
+        "living",
+        "msg",
+        "im-core",
+        "media",
     ] {
-        assert!(help.contains(needle), "--help does not mention {needle}:\n{help}");
+        assert!(
+            help.contains(needle),
+            "--help does not mention {needle}:\n{help}"
+        );
     }
 }
 
@@ -34,9 +55,19 @@ async fn health_readiness_metrics_and_web_pages_answer() {
     let lh = Livehouse::start(&[]).await;
     let ready = reqwest::get(lh.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
-    let metrics = reqwest::get(lh.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("livehouse_http_requests_total"), "{metrics}");
-    let doc = reqwest::get(lh.url("/api-docs/openapi.json")).await.unwrap();
+    let metrics = reqwest::get(lh.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("livehouse_http_requests_total"),
+        "{metrics}"
+    );
+    let doc = reqwest::get(lh.url("/api-docs/openapi.json"))
+        .await
+        .unwrap();
     assert_eq!(doc.status(), 200);
     let home = reqwest::get(lh.url("/")).await.unwrap();
     assert_eq!(home.status(), 200, "the web home page is served");
@@ -49,7 +80,10 @@ async fn health_readiness_metrics_and_web_pages_answer() {
 async fn sigterm_stops_the_process_cleanly() {
     let mut lh = Livehouse::start(&[]).await;
     let pid = lh.child.id().expect("running");
-    let sent = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(sent.success());
     let status = tokio::time::timeout(Duration::from_secs(15), lh.child.wait())
         .await
@@ -81,10 +115,14 @@ async fn a_settings_file_configures_the_process_and_flags_override_it() {
         .spawn()
         .unwrap();
     let url = format!("http://{from_file}/healthz");
-    livehouse_e2e::poll_until("the file's http-addr answers", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move { reqwest::get(url).await.is_ok() }
-    })
+    livehouse_e2e::poll_until(
+        "the file's http-addr answers",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            async move { reqwest::get(url).await.is_ok() }
+        },
+    )
     .await;
     child.kill().await.unwrap();
     let mut child = tokio::process::Command::new(binary())
@@ -95,14 +133,22 @@ async fn a_settings_file_configures_the_process_and_flags_override_it() {
         .spawn()
         .unwrap();
     let url = format!("http://{from_flag}/healthz");
-    livehouse_e2e::poll_until("the flag's http-addr answers", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move { reqwest::get(url).await.is_ok() }
-    })
+    livehouse_e2e::poll_until(
+        "the flag's http-addr answers",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            async move { reqwest::get(url).await.is_ok() }
+        },
+    )
     .await;
     child.kill().await.unwrap();
     std::fs::write(&file, "this line has no equals sign\n").unwrap();
-    let out = std::process::Command::new(binary()).arg("--config").arg(&file).output().unwrap();
+    let out = std::process::Command::new(binary())
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected `key = value`"));
     std::fs::remove_dir_all(&dir).ok();

@@ -44,12 +44,37 @@ impl MigrationTrait for CreateUsers {
             Table::create()
                 .table(User::Table)
                 .if_not_exists()
-                .col(ColumnDef::new(User::UserId).big_integer().not_null().auto_increment().primary_key())
-                .col(ColumnDef::new(User::Username).string_len(32).not_null().unique_key())
-                .col(ColumnDef::new(User::PasswordHash).string_len(255).not_null())
+                .col(
+                    ColumnDef::new(User::UserId)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(User::Username)
+                        .string_len(32)
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(User::PasswordHash)
+                        .string_len(255)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(User::NickName).string_len(64).not_null())
-                .col(ColumnDef::new(User::Avatar).string_len(512).not_null().default(""))
-                .col(ColumnDef::new(User::Tags).big_integer().not_null().default(0))
+                .col(
+                    ColumnDef::new(User::Avatar)
+                        .string_len(512)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(User::Tags)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
                 .col(ColumnDef::new(User::CreateTime).big_integer().not_null())
                 .to_owned(),
         )
@@ -57,6 +82,7 @@ impl MigrationTrait for CreateUsers {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(User::Table).to_owned()).await
+        m.drop_table(Table::drop().table(User::Table).to_owned())
+            .await
     }
 }

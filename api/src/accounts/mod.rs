@@ -5,10 +5,14 @@
 pub mod entity;
 pub mod migration;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use livehouse_core::time::now_ms;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
+};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -41,17 +45,25 @@ impl From<entity::Model> for User {
 /// Checks the sign-up fields; the message names the field.
 pub fn validate_new(username: &str, password: &str, nickname: &str) -> ApiResult<()> {
     let n = username.chars().count();
-    if !(3..=32).contains(&n) || !username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !(3..=32).contains(&n)
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(ApiError::BadRequest(
             "username must be 3 to 32 letters, digits or underscores".into(),
         ));
     }
     if !(6..=128).contains(&password.chars().count()) {
-        return Err(ApiError::BadRequest("password must be 6 to 128 characters".into()));
+        return Err(ApiError::BadRequest(
+            "password must be 6 to 128 characters".into(),
+        ));
     }
     let nick = nickname.trim();
     if nick.chars().count() > 32 || nick.chars().any(|c| c.is_control()) {
-        return Err(ApiError::BadRequest("nickname must be at most 32 printable characters".into()));
+        return Err(ApiError::BadRequest(
+            "nickname must be at most 32 printable characters".into(),
+        ));
     }
     Ok(())
 }
@@ -68,12 +80,18 @@ pub async fn register(
     let password = password.to_string();
     let hash = tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
-    let nick = if nickname.trim().is_empty() { username.to_string() } else { nickname.trim().to_string() };
+    let nick = if nickname.trim().is_empty() {
+        username.to_string()
+    } else {
+        nickname.trim().to_string()
+    };
     let row = entity::ActiveModel {
         username: Set(username.to_string()),
         password_hash: Set(hash),
@@ -108,7 +126,11 @@ pub async fn login(db: &DatabaseConnection, username: &str, password: &str) -> A
     let (hash, password) = (m.password_hash.clone(), password.to_string());
     let ok = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -122,5 +144,8 @@ pub async fn login(db: &DatabaseConnection, username: &str, password: &str) -> A
 
 /// The user with this id.
 pub async fn get(db: &DatabaseConnection, user_id: i64) -> ApiResult<Option<User>> {
-    Ok(entity::Entity::find_by_id(user_id).one(db).await?.map(User::from))
+    Ok(entity::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .map(User::from))
 }

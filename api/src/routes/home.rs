@@ -17,12 +17,18 @@ struct Visitor(Option<i64>);
 
 impl FromRequestParts<ApiState> for Visitor {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Visitor(token_of(parts).and_then(|t| state.jwt.verify(&t))))
     }
 }
 
-async fn init_page(State(state): State<ApiState>, Visitor(user): Visitor) -> ApiResult<impl IntoResponse> {
+async fn init_page(
+    State(state): State<ApiState>,
+    Visitor(user): Visitor,
+) -> ApiResult<impl IntoResponse> {
     let user = match user {
         Some(id) => accounts::get(&state.db, id).await?,
         None => None,

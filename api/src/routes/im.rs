@@ -20,7 +20,9 @@ use serde_json::json;
 /// Replaces an unspecified bind host (`0.0.0.0`, `[::]`) in a gateway address with the host the
 /// client reached the api by, so a browser gets an address it can dial.
 fn dialable(addr: &str, headers: &HeaderMap, public_host: Option<&str>) -> String {
-    let host = public_host.map(str::to_string).unwrap_or_else(|| super::living::request_host(headers));
+    let host = public_host
+        .map(str::to_string)
+        .unwrap_or_else(|| super::living::request_host(headers));
     addr.replace("0.0.0.0", &host).replace("[::]", &host)
 }
 
@@ -52,9 +54,16 @@ struct OnlineReq {
     user_id: Option<i64>,
 }
 
-async fn online(State(state): State<ApiState>, Params(req): Params<OnlineReq>) -> ApiResult<impl IntoResponse> {
-    let user_id = req.user_id.ok_or_else(|| ApiError::BadRequest("userId is required".into()))?;
-    let online = registry::is_online(state.cache.as_ref(), user_id).await.map_err(ApiError::internal)?;
+async fn online(
+    State(state): State<ApiState>,
+    Params(req): Params<OnlineReq>,
+) -> ApiResult<impl IntoResponse> {
+    let user_id = req
+        .user_id
+        .ok_or_else(|| ApiError::BadRequest("userId is required".into()))?;
+    let online = registry::is_online(state.cache.as_ref(), user_id)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(ok(json!({ "userId": user_id, "online": online })))
 }
 

@@ -24,7 +24,9 @@ fn required(v: Option<i64>, name: &str) -> ApiResult<i64> {
 fn room_id(v: Option<i64>) -> ApiResult<i64> {
     let id = required(v, "roomId")?;
     if id <= 0 {
-        return Err(ApiError::BadRequest("roomId must be a positive integer".into()));
+        return Err(ApiError::BadRequest(
+            "roomId must be a positive integer".into(),
+        ));
     }
     Ok(id)
 }
@@ -37,7 +39,9 @@ fn page(page: Option<i64>, page_size: Option<i64>) -> ApiResult<Page> {
         return Err(ApiError::BadRequest("page must be at least 1".into()));
     }
     if !(1..=100).contains(&size) {
-        return Err(ApiError::BadRequest("pageSize must be between 1 and 100".into()));
+        return Err(ApiError::BadRequest(
+            "pageSize must be between 1 and 100".into(),
+        ));
     }
     Ok(Page::new(page as u64, size as u64)?)
 }
@@ -60,10 +64,14 @@ async fn start_living(
         .await?
         .ok_or_else(|| ApiError::Unauthorized("this account no longer exists".into()))?;
     if !user.is_anchor {
-        return Err(ApiError::Forbidden("this account may not start a room".into()));
+        return Err(ApiError::Forbidden(
+            "this account may not start a room".into(),
+        ));
     }
     let room_type = required(req.room_type, "type")?;
-    let room_name = req.room_name.ok_or_else(|| ApiError::BadRequest("roomName is required".into()))?;
+    let room_name = req
+        .room_name
+        .ok_or_else(|| ApiError::BadRequest("roomName is required".into()))?;
     let room = state
         .living
         .start(StartRoom {
@@ -92,7 +100,9 @@ async fn close_living(
 ) -> ApiResult<impl IntoResponse> {
     let room_id = room_id(req.room_id)?;
     let record = state.living.close(user_id, room_id).await?;
-    Ok(ok(json!({ "roomId": record.id, "endTime": record.end_time })))
+    Ok(ok(
+        json!({ "roomId": record.id, "endTime": record.end_time }),
+    ))
 }
 
 /// The host name clients reached us by, without the port.
@@ -141,9 +151,15 @@ async fn anchor_config(
         "isAnchor": is_anchor,
     });
     if is_anchor {
-        let host = state.config.public_host.clone().unwrap_or_else(|| request_host(&headers));
-        data["pushUrl"] =
-            json!(format!("rtmp://{host}:{}/live/{}", state.config.rtmp_port, room.stream_key));
+        let host = state
+            .config
+            .public_host
+            .clone()
+            .unwrap_or_else(|| request_host(&headers));
+        data["pushUrl"] = json!(format!(
+            "rtmp://{host}:{}/live/{}",
+            state.config.rtmp_port, room.stream_key
+        ));
         data["pushServer"] = json!(format!("rtmp://{host}:{}/live", state.config.rtmp_port));
         data["streamKey"] = json!(room.stream_key);
     }
@@ -161,11 +177,16 @@ struct ListReq {
     page_size: Option<i64>,
 }
 
-async fn list(State(state): State<ApiState>, Params(req): Params<ListReq>) -> ApiResult<impl IntoResponse> {
+async fn list(
+    State(state): State<ApiState>,
+    Params(req): Params<ListReq>,
+) -> ApiResult<impl IntoResponse> {
     let room_type = required(req.room_type, "type")?;
     let page = page(req.page, req.page_size)?;
-    let (items, has_next) =
-        state.living.list_json(i32::try_from(room_type).unwrap_or(0), page).await?;
+    let (items, has_next) = state
+        .living
+        .list_json(i32::try_from(room_type).unwrap_or(0), page)
+        .await?;
     // The items are the JSON objects the list job wrote: splice them in as they are.
     let mut body = String::with_capacity(64 + items.iter().map(|i| i.len() + 1).sum::<usize>());
     body.push_str(r#"{"code":200,"msg":"success","data":{"list":["#);
@@ -175,8 +196,15 @@ async fn list(State(state): State<ApiState>, Params(req): Params<ListReq>) -> Ap
         }
         body.push_str(item);
     }
-    body.push_str(if has_next { r#"],"hasNext":true}}"# } else { r#"],"hasNext":false}}"# });
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body))
+    body.push_str(if has_next {
+        r#"],"hasNext":true}}"#
+    } else {
+        r#"],"hasNext":false}}"#
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -190,7 +218,10 @@ struct RecordsReq {
     page_size: Option<i64>,
 }
 
-async fn records(State(state): State<ApiState>, Params(req): Params<RecordsReq>) -> ApiResult<impl IntoResponse> {
+async fn records(
+    State(state): State<ApiState>,
+    Params(req): Params<RecordsReq>,
+) -> ApiResult<impl IntoResponse> {
     let anchor_id = required(req.anchor_id, "anchorId")?;
     let page = page(req.page, req.page_size)?;
     let (list, has_next) = state.living.records(anchor_id, page).await?;
@@ -201,7 +232,10 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/living/startingLiving", post(start_living))
         .route("/living/closeLiving", post(close_living))
-        .route("/living/anchorConfig", post(anchor_config).get(anchor_config))
+        .route(
+            "/living/anchorConfig",
+            post(anchor_config).get(anchor_config),
+        )
         .route("/living/list", post(list).get(list))
         .route("/living/records", get(records))
 }

@@ -36,10 +36,17 @@ impl Credentials {
 fn signed_in(state: &ApiState, user: accounts::User) -> Response {
     let token = state.jwt.issue(user.user_id);
     let cookie = session_cookie(&token);
-    ([(SET_COOKIE, cookie)], ok(json!({ "userId": user.user_id, "token": token }))).into_response()
+    (
+        [(SET_COOKIE, cookie)],
+        ok(json!({ "userId": user.user_id, "token": token })),
+    )
+        .into_response()
 }
 
-async fn register(State(state): State<ApiState>, Params(c): Params<Credentials>) -> ApiResult<Response> {
+async fn register(
+    State(state): State<ApiState>,
+    Params(c): Params<Credentials>,
+) -> ApiResult<Response> {
     let (username, password, nickname) = c.required()?;
     let user = accounts::register(
         &state.db,
@@ -53,7 +60,10 @@ async fn register(State(state): State<ApiState>, Params(c): Params<Credentials>)
     Ok(signed_in(&state, user))
 }
 
-async fn login(State(state): State<ApiState>, Params(c): Params<Credentials>) -> ApiResult<Response> {
+async fn login(
+    State(state): State<ApiState>,
+    Params(c): Params<Credentials>,
+) -> ApiResult<Response> {
     let (username, password, _) = c.required()?;
     let user = accounts::login(&state.db, &username, &password).await?;
     Ok(signed_in(&state, user))
