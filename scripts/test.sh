@@ -11,6 +11,7 @@ profile=default
 [ "${CI:-}" = "true" ] && profile=ci
 # The end-to-end tests start the real binary: build it first.
 cargo build --bin livehouse
+export LIVEHOUSE_BIN="${LIVEHOUSE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/livehouse}"
 cargo nextest run --workspace --profile "$profile" "$@"
 if [ -f web/package.json ] && [ -x scripts/test-web.sh ]; then
     scripts/test-web.sh
