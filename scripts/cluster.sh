@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Starts the distributed topology on this machine, for a person to try: `api`, `living`, `msg`
-# and two `im-core` gateways, each its own `livehouse` process, on MariaDB + Redis + a
+# Starts the distributed topology on this machine, for a person to try: `api`, `living`, `msg`,
+# two `im-core` gateways and `media`, each its own `livehouse` process, on MariaDB + Redis + a
 # Kafka-compatible broker (tansu, started by .ci/kafka.sh when nothing listens on 9092).
-# Ctrl-C stops the five processes (the backends keep running).
+# Ctrl-C stops the processes (the backends keep running).
+#
+# Ports (BASE = LIVEHOUSE_CLUSTER_BASE_PORT, default 8080): api BASE, living BASE+1, msg BASE+2,
+# media BASE+3 (RTMP 1935), gateway A HTTP/WebSocket BASE+10 and TCP BASE+5, gateway B BASE+11
+# and BASE+6.
 #
 #   scripts/cluster.sh                 # build, then start; open http://127.0.0.1:8080
 #
@@ -20,6 +24,8 @@ KAFKA="${LIVEHOUSE_KAFKA_BROKERS:-127.0.0.1:9092}"
 DIR="${LIVEHOUSE_CLUSTER_DIR:-./data/cluster}"
 BIN="${LIVEHOUSE_BIN:-target/debug/livehouse}"
 HOST=127.0.0.1
+BASE="${LIVEHOUSE_CLUSTER_BASE_PORT:-8080}"
+RTMP_PORT="${LIVEHOUSE_CLUSTER_RTMP_PORT:-1935}"
 
 need() { command -v "$1" >/dev/null || { echo "cluster.sh: $1 is needed ($2)" >&2; exit 1; }; }
 need mysql "apt-get install mariadb-client"
@@ -56,6 +62,7 @@ stop() {
     echo; echo "cluster.sh: stopping"
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    exit 0
 }
 trap stop INT TERM EXIT
 
@@ -81,19 +88,24 @@ wait_http() {
 }
 
 echo "cluster.sh: starting (database $LIVEHOUSE_DATABASE_URL, redis $REDIS, kafka $KAFKA)"
-start api api 8080 --rtmp-addr "$HOST:1935"
-wait_http api 8080  # the api migrates the schema before the others use it
-start living living 8081
-start msg msg 8082
-start im-a im-core 8090 --im-tcp-addr "$HOST:8085" --gateway-id im-a
-start im-b im-core 8091 --im-tcp-addr "$HOST:8086" --gateway-id im-b
-for pair in living:8081 msg:8082 im-a:8090 im-b:8091; do wait_http "${pair%:*}" "${pair#*:}"; done
+start api api "$BASE" --rtmp-addr "$HOST:$RTMP_PORT"
+wait_http api "$BASE"  # the api migrates the schema before the others use it
+start living living $((BASE + 1))
+start msg msg $((BASE + 2))
+start media media $((BASE + 3)) --rtmp-addr "$HOST:$RTMP_PORT"
+start im-a im-core $((BASE + 10)) --im-tcp-addr "$HOST:$((BASE + 5))" --gateway-id im-a
+start im-b im-core $((BASE + 11)) --im-tcp-addr "$HOST:$((BASE + 6))" --gateway-id im-b
+for pair in living:$((BASE + 1)) msg:$((BASE + 2)) media:$((BASE + 3)) im-a:$((BASE + 10)) \
+    im-b:$((BASE + 11)); do
+    wait_http "${pair%:*}" "${pair#*:}"
+done
 
 cat <<EOT
 
-Ready. Open http://$HOST:8080 (sign up, start a room, open it in two browsers: each viewer is
-sent to the least-loaded gateway, A or B). Kill one gateway to see its viewers leave:
-  kill ${pids[3]}   # im-a
+Ready. Open http://$HOST:$BASE (sign up, start a room, open it in two browsers: each viewer is
+sent to the least-loaded gateway, A or B). Push video to rtmp://$HOST:$RTMP_PORT/live/<streamKey>;
+the media server plays it at http://$HOST:$((BASE + 3))/live/<roomId>.flv.
+Kill one gateway to see its viewers leave the room:  kill ${pids[4]}   # im-a
 Ctrl-C stops everything.
 EOT
 wait -n "${pids[@]}" || true

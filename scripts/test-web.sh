@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Browser tests of the web UI (web/tests/*.test.mjs, node's test runner + playwright-core on
-# Debian's Chromium). They start target/debug/livehouse (scripts/test.sh builds it first) on free
+# Debian's Chromium). They start $LIVEHOUSE_BIN (default: the cargo target dir's
+# debug/livehouse, which scripts/test.sh builds first) on free
 # ports with a temp data dir, push test streams with ffmpeg, and keep screenshots in
 # target/screenshots/. Includes the vendored-player check and the 2-minute latency test.
 #
@@ -8,7 +9,9 @@
 #   scripts/test-web.sh tests/live.test.mjs  # one file (paths relative to web/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x target/debug/livehouse ] || cargo build --bin livehouse
+export LIVEHOUSE_BIN="${LIVEHOUSE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/livehouse}"
+LIVEHOUSE_BIN="$(realpath -m "$LIVEHOUSE_BIN")"
+[ -x "$LIVEHOUSE_BIN" ] || cargo build --bin livehouse
 for tool in node npm ffmpeg; do
     command -v "$tool" >/dev/null || { echo "test-web: $tool is missing (run .ci/web.sh)" >&2; exit 1; }
 done

@@ -46,14 +46,14 @@ async fn connect(cfg: &Config) -> anyhow::Result<Backends> {
         .context("opening the SQL database")?;
     let cache: Arc<dyn Cache> = match &cfg.redis_url {
         Some(u) => Arc::new(
-            RedisCache::connect(u, "")
+            RedisCache::connect(u, &cfg.cache_prefix)
                 .await
                 .with_context(|| format!("connecting to Redis at {u}"))?,
         ),
         None => Arc::new(MemoryCache::new()),
     };
     let bus: Arc<dyn Bus> = match &cfg.kafka_brokers {
-        Some(b) => connect_kafka(b).await?,
+        Some(b) => connect_kafka(b, cfg.kafka_namespace.as_deref()).await?,
         None => Arc::new(MemoryBus::new()),
     };
     Ok(Backends {
@@ -63,10 +63,13 @@ async fn connect(cfg: &Config) -> anyhow::Result<Backends> {
     })
 }
 
-async fn connect_kafka(brokers: &str) -> anyhow::Result<Arc<dyn Bus>> {
-    let bus = livehouse_core::bus::KafkaBus::connect(brokers, "livehouse")
+async fn connect_kafka(brokers: &str, namespace: Option<&str>) -> anyhow::Result<Arc<dyn Bus>> {
+    let mut bus = livehouse_core::bus::KafkaBus::connect(brokers, "livehouse")
         .await
         .with_context(|| format!("connecting to Kafka at {brokers}"))?;
+    if let Some(ns) = namespace {
+        bus = bus.with_namespace(ns);
+    }
     Ok(Arc::new(bus))
 }
 
@@ -241,6 +244,10 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             ws_addr_public: format!("ws://{}/ws", shown(http_addr)),
             push_url: format!("http://{}", reachable(http_addr)),
             heartbeat_gap,
+            // Registering several times per gap lets living's sweep see a dead gateway within
+            // two gaps even when its users' bindings have not expired yet.
+            registration_interval: (heartbeat_gap / 4)
+                .clamp(Duration::from_millis(250), Duration::from_secs(5)),
             internal_token: jwt.service_token(),
             ..ImConfig::default()
         };

@@ -86,6 +86,17 @@ pub struct Config {
     /// Kafka bootstrap servers (`host:9092,…`). Default: in-process bus (single process only).
     #[arg(long, env = "LIVEHOUSE_KAFKA_BROKERS", global = true)]
     pub kafka_brokers: Option<String>,
+    /// Prefix for every cache key, so several deployments (or test runs) can share one Redis.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_CACHE_PREFIX",
+        default_value = "",
+        global = true
+    )]
+    pub cache_prefix: String,
+    /// Namespace prefixed to Kafka topic and group names, to share one broker.
+    #[arg(long, env = "LIVEHOUSE_KAFKA_NAMESPACE", global = true)]
+    pub kafka_namespace: Option<String>,
     /// Secret signing session tokens. Default: generated once and kept in the data dir.
     /// Processes of one deployment must share it.
     #[arg(

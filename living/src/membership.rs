@@ -70,6 +70,8 @@ enum Kind {
 
 /// (room id, user id).
 type RoomUser = (i64, i64);
+/// A room and its members, each with its binding (the gateway id), as a sweep reads them.
+type RoomBindings = (i64, Vec<(String, Option<String>)>);
 /// An offline event not matched by a session yet: gateway, `at_ms`, when it was seen.
 type Tombstone = (String, i64, Instant);
 
@@ -294,34 +296,16 @@ impl State {
         Ok(())
     }
 
-    /// Removes the members whose binding is gone or whose gateway stopped its heartbeat.
+    /// Removes the members whose binding is gone or names a gateway that is not live.
     async fn sweep(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
         self.sessions.prune(now);
-        let live_from =
-            livehouse_core::time::now_ms() - self.config.gateway_stale.as_millis() as i64;
-        let live: HashSet<String> = self
-            .cache
-            .zrange_by_score(keys::GATEWAYS, live_from as f64, f64::INFINITY)
-            .await?
-            .into_iter()
-            .map(|(g, _)| g)
-            .collect();
-        // Sessions on dead gateways (stale or gone from the registry) are over; a member left
-        // with none is gone.
-        let mut ended: HashSet<(i64, i64)> = HashSet::new();
-        self.sessions.open.retain(|k, v| {
-            v.retain(|(g, _)| live.contains(g));
-            if v.is_empty() {
-                ended.insert(*k);
-            }
-            !v.is_empty()
-        });
+        // Each known room's members and their bindings.
         let rooms: Vec<i64> = self.sessions.rooms.iter().copied().collect();
+        let mut found: Vec<RoomBindings> = Vec::with_capacity(rooms.len());
         for room in rooms {
-            let key = keys::room_members(room);
-            let members = self.cache.set_members(&key).await?;
-            let mut gone = Vec::new();
+            let members = self.cache.set_members(&keys::room_members(room)).await?;
+            let mut with_bindings = Vec::with_capacity(members.len());
             for chunk in members.chunks(SWEEP_CHUNK) {
                 // A member that is not a user id gets no binding, and so is removed.
                 let bkeys: Vec<String> = chunk
@@ -329,20 +313,36 @@ impl State {
                     .map(|u| keys::user_gateway(u.parse().unwrap_or(i64::MIN)))
                     .collect();
                 let bindings = self.cache.get_many(&bkeys).await?;
-                for (u, b) in chunk.iter().zip(bindings) {
-                    let uid: i64 = u.parse().unwrap_or_default();
-                    let alive = b.is_some_and(|g| live.contains(&g));
-                    if !alive || ended.contains(&(room, uid)) {
-                        gone.push(u.clone());
-                    }
-                }
+                with_bindings.extend(chunk.iter().cloned().zip(bindings));
             }
+            found.push((room, with_bindings));
+        }
+        let live = self.live_gateways(&found).await?;
+        // Sessions on dead gateways are over; a member left with none is gone.
+        let mut ended: HashSet<RoomUser> = HashSet::new();
+        self.sessions.open.retain(|k, v| {
+            v.retain(|(g, _)| live.contains(g));
+            if v.is_empty() {
+                ended.insert(*k);
+            }
+            !v.is_empty()
+        });
+        for (room, members) in found {
+            let gone: Vec<String> = members
+                .iter()
+                .filter(|(u, b)| {
+                    let uid: i64 = u.parse().unwrap_or_default();
+                    !b.as_ref().is_some_and(|g| live.contains(g)) || ended.contains(&(room, uid))
+                })
+                .map(|(u, _)| u.clone())
+                .collect();
             if !gone.is_empty() {
                 for u in &gone {
                     if let Ok(uid) = u.parse::<i64>() {
                         self.sessions.open.remove(&(room, uid));
                     }
                 }
+                let key = keys::room_members(room);
                 self.cache.set_remove(&key, &gone).await?;
                 let n = self.cache.set_card(&key).await?;
                 tracing::info!(
@@ -358,6 +358,46 @@ impl State {
         }
         Ok(())
     }
+
+    /// The gateways (among those named by `found`'s bindings and the open sessions) that are
+    /// live: registered within `gateway_stale`, or whose registration record has not expired yet
+    /// (so a `gateway_stale` shorter than the registration interval never kills a live gateway).
+    async fn live_gateways(&self, found: &[RoomBindings]) -> anyhow::Result<HashSet<String>> {
+        let live_from =
+            livehouse_core::time::now_ms() - self.config.gateway_stale.as_millis() as i64;
+        let mut live: HashSet<String> = self
+            .cache
+            .zrange_by_score(keys::GATEWAYS, live_from as f64, f64::INFINITY)
+            .await?
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        let mut others: Vec<String> = found
+            .iter()
+            .flat_map(|(_, m)| m.iter().filter_map(|(_, b)| b.clone()))
+            .chain(
+                self.sessions
+                    .open
+                    .values()
+                    .flat_map(|v| v.iter().map(|(g, _)| g.clone())),
+            )
+            .filter(|g| !live.contains(g))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        for chunk in others.chunks(SWEEP_CHUNK) {
+            let info_keys: Vec<String> = chunk.iter().map(|g| keys::gateway_info(g)).collect();
+            let infos = self.cache.get_many(&info_keys).await?;
+            live.extend(
+                chunk
+                    .iter()
+                    .zip(infos)
+                    .filter(|(_, i)| i.is_some())
+                    .map(|(g, _)| g.clone()),
+            );
+        }
+        Ok(live)
+    }
 }
 
 #[cfg(test)]
@@ -370,7 +410,7 @@ mod tests {
     const ROOM: i64 = 9;
 
     struct Fixture {
-        bus: Arc<MemoryBus>,
+        bus: Arc<dyn Bus>,
         cache: Arc<MemoryCache>,
         counts: Arc<Mutex<Vec<(i64, i64)>>>,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -378,7 +418,10 @@ mod tests {
     }
 
     async fn start(config: MembershipConfig) -> Fixture {
-        let bus = Arc::new(MemoryBus::new());
+        start_on(Arc::new(MemoryBus::new()), config).await
+    }
+
+    async fn start_on(bus: Arc<dyn Bus>, config: MembershipConfig) -> Fixture {
         let cache = Arc::new(MemoryCache::new());
         let counts = Arc::new(Mutex::new(Vec::new()));
         let c2 = counts.clone();
@@ -429,7 +472,7 @@ mod tests {
 
         /// Waits (bounded) until the member set is `want` and the last count reported matches.
         async fn expect(&self, want: &[&str]) {
-            let end = Instant::now() + Duration::from_secs(5);
+            let end = Instant::now() + Duration::from_secs(30);
             loop {
                 let got = self.members().await;
                 let last = self.counts.lock().unwrap().last().copied();
@@ -539,9 +582,46 @@ mod tests {
             .await
             .unwrap();
         f.expect(&["1"]).await;
+        // A stale score with a live registration record (registering less often than
+        // `gateway_stale`) is still live.
+        f.cache
+            .zadd(keys::GATEWAYS, "a", now - 60_000.0)
+            .await
+            .unwrap();
+        f.cache
+            .set(
+                &keys::gateway_info("a"),
+                "{}",
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await; // a few sweeps
+        f.expect(&["1"]).await;
+        f.cache.del(&keys::gateway_info("a")).await.unwrap();
+        f.cache.zadd(keys::GATEWAYS, "a", now).await.unwrap();
         // Gateway a is trimmed from the registry (the api drops dead gateways when it picks one).
         f.cache.zrem(keys::GATEWAYS, "a").await.unwrap();
         f.expect(&[]).await;
+        f.stop().await;
+    }
+
+    /// The same consumer on Kafka (`LIVEHOUSE_TEST_KAFKA_BROKERS`), in a namespace of its own.
+    #[tokio::test]
+    async fn membership_on_kafka() {
+        let Some(brokers) = livehouse_core::testenv::backend("LIVEHOUSE_TEST_KAFKA_BROKERS") else {
+            return;
+        };
+        let ns = format!("lhtest-living-{}", livehouse_core::ids::random_hex(6));
+        let bus = livehouse_core::bus::KafkaBus::connect(&brokers, "living-test")
+            .await
+            .unwrap();
+        let f = start_on(Arc::new(bus.with_namespace(&ns)), quiet()).await;
+        f.event(TOPIC_ONLINE, 1, "a", 10).await;
+        f.event(TOPIC_ONLINE, 2, "b", 11).await;
+        f.expect(&["1", "2"]).await;
+        f.event(TOPIC_OFFLINE, 1, "a", 20).await;
+        f.expect(&["2"]).await;
         f.stop().await;
     }
 }

@@ -42,6 +42,15 @@ fn binary() -> PathBuf {
     target.join("debug/livehouse")
 }
 
+/// Whether the binary's `--help` lists `flag` (isolation flags are optional).
+fn supports(flag: &str) -> bool {
+    std::process::Command::new(binary())
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
+        .unwrap_or(false)
+}
+
 fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     l.local_addr().unwrap()
@@ -357,7 +366,13 @@ async fn chat_crosses_gateways_and_a_dead_gateways_users_leave() {
 async fn run(mysql: String, redis: String, kafka: String) {
     let run_id = livehouse_core::ids::random_hex(5);
     let db_url = create_database(&mysql, &format!("lhtest_e2e_{run_id}"));
-    let prefix = format!("lhtest:e2e:{run_id}:");
+    // Isolation from other runs on the same Redis and broker, when the binary offers it.
+    let prefix = if supports("--cache-prefix") {
+        format!("lhtest:e2e:{run_id}:")
+    } else {
+        eprintln!("note: livehouse has no --cache-prefix; sharing the Redis key space");
+        String::new()
+    };
     let dir = std::env::temp_dir().join(format!("livehouse-e2e-{run_id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let cluster = Cluster {
