@@ -88,7 +88,7 @@ wait_http() {
 }
 
 echo "cluster.sh: starting (database $LIVEHOUSE_DATABASE_URL, redis $REDIS, kafka $KAFKA)"
-start api api "$BASE" --rtmp-addr "$HOST:$RTMP_PORT"
+start api api "$BASE" --rtmp-addr "$HOST:$RTMP_PORT" --play-base-url "http://$HOST:$((BASE + 3))"
 wait_http api "$BASE"  # the api migrates the schema before the others use it
 start living living $((BASE + 1))
 start msg msg $((BASE + 2))

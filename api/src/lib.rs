@@ -44,6 +44,9 @@ pub struct ApiConfig {
     pub rtmp_port: u16,
     /// Host shown in push URLs; the request's `Host` when `None`.
     pub public_host: Option<String>,
+    /// Origin viewers play HTTP-FLV from (`/live/{roomId}.flv` is appended); same origin when
+    /// `None`.
+    pub play_base_url: Option<String>,
     /// Folder of web assets served at `/`; none when `None`.
     pub web_dir: Option<PathBuf>,
 }

@@ -44,6 +44,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
             open_streaming,
             rtmp_port: 1935,
             public_host: None,
+            play_base_url: None,
             web_dir: None,
         }),
         metrics: None,

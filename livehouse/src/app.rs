@@ -172,6 +172,10 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
                 open_streaming: cfg.open_streaming(),
                 rtmp_port: cfg.rtmp_addr.port(),
                 public_host: cfg.public_host.clone(),
+                play_base_url: cfg
+                    .play_base_url
+                    .clone()
+                    .map(|u| u.trim_end_matches('/').to_string()),
                 web_dir: cfg.web_dir.is_dir().then(|| cfg.web_dir.clone()),
             }),
             metrics: Some(metrics.clone()),

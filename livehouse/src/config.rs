@@ -114,6 +114,10 @@ pub struct Config {
     /// Host name shown in push and gateway addresses. Default: the host the client used.
     #[arg(long, env = "LIVEHOUSE_PUBLIC_HOST", global = true)]
     pub public_host: Option<String>,
+    /// Base URL of the HTTP-FLV server viewers play from (e.g. `http://media.example:8084`),
+    /// when the media server is another process or nginx. Default: the same origin as the api.
+    #[arg(long, env = "LIVEHOUSE_PLAY_BASE_URL", global = true)]
+    pub play_base_url: Option<String>,
     /// Folder of the web pages served at `/`.
     #[arg(long, env = "LIVEHOUSE_WEB_DIR", default_value = "web", global = true)]
     pub web_dir: PathBuf,

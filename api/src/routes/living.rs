@@ -144,7 +144,11 @@ async fn anchor_config(
         "streaming": room.streaming,
         "watchNum": room.watch_num,
         "startTime": room.start_time,
-        "flvUrl": format!("/live/{}.flv", room.id),
+        "flvUrl": format!(
+            "{}/live/{}.flv",
+            state.config.play_base_url.as_deref().unwrap_or(""),
+            room.id
+        ),
         "userId": viewer.as_ref().map(|v| v.user_id),
         "nickName": viewer.as_ref().map(|v| v.nick_name.clone()),
         "avatar": viewer.as_ref().map(|v| v.avatar.clone()),
