@@ -258,15 +258,17 @@ export class ImClient {
     clearTimeout(this.timers.login);
     this.attempt = 0;
     this.setStatus('online');
+    // The server's gap when /im/getImConfig tells it (`heartbeatSecs`), else design §3's 30 s.
+    const gap = Number(this.cfg.heartbeatSecs) > 0 ? Math.min(this.heartbeatMs, this.cfg.heartbeatSecs * 1000) : this.heartbeatMs;
     this.timers.heartbeat = setInterval(() => {
       if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
-      if (Date.now() - this.lastRx > this.heartbeatMs * 2.5) {
+      if (Date.now() - this.lastRx > gap * 2.5) {
         this.drop(ws, 'no reply to heartbeats');
         return;
       }
       ws.send(frame(CODE.HEARTBEAT, { appId: APP_ID, userId: this.cfg.userId }));
       this.stats.heartbeats++;
-    }, this.heartbeatMs);
+    }, gap);
   }
 
   onErrorFrame(ws, code, slug) {
@@ -306,7 +308,8 @@ export class ImClient {
       userId: body.userId != null ? Number(body.userId) : null,
       roomId,
       content: data.content,
-      senderName: typeof data.senderName === 'string' ? data.senderName : '',
+      // A name set by the server (if it ever adds one) wins over the one the sender claimed.
+      senderName: [body.senderName, body.nickName, data.senderName].find((x) => typeof x === 'string' && x) || '',
     });
   }
 

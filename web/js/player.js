@@ -104,11 +104,11 @@ export class LivePlayer {
     p.on(mpegts.Events.ERROR, (type, detail, info) => {
       if (this.player !== p) return;
       console.warn('player:', type, detail, info && info.msg ? info.msg : '');
-      this.scheduleRetry();
+      this.scheduleRetry(`${type}: ${detail}`);
     });
     p.on(mpegts.Events.LOADING_COMPLETE, () => {
       // The server ended the FLV response: the stream stopped; try again shortly.
-      if (this.player === p) this.scheduleRetry();
+      if (this.player === p) this.scheduleRetry('the stream ended');
     });
     p.attachMediaElement(this.video);
     p.load();
@@ -142,13 +142,13 @@ export class LivePlayer {
     }
   }
 
-  scheduleRetry() {
+  scheduleRetry(why) {
     if (this.stopped) return;
     this.close();
     clearTimeout(this.timers.retry);
     const delay = Math.min(5000, 500 * 2 ** this.retry);
     this.retry++;
-    this.setState('stalled');
+    this.setState('stalled', why);
     const attempt = async () => {
       if (this.stopped) return;
       let ok = false;
@@ -177,7 +177,7 @@ export class LivePlayer {
       this.lastAdvance = now;
     } else if (now - this.lastAdvance > 6000 && !v.paused) {
       // No progress for 6 s while meant to play: reopen the stream.
-      this.scheduleRetry();
+      this.scheduleRetry('no progress for 6 s');
       return;
     }
     const lat = this.latency();

@@ -74,7 +74,10 @@ function endRoom() {
   document.title = 'Stream ended — livehouse';
 }
 
-function onPlayerState(s) {
+const playerLog = (window.__playerLog = []); // state changes, for tests and bug reports
+function onPlayerState(s, detail) {
+  playerLog.push({ at: Math.round(performance.now()), state: s, detail: detail ? String(detail) : undefined });
+  if (playerLog.length > 100) playerLog.shift();
   if (ended) return;
   if (s === 'playing') {
     setOverlay('playing');

@@ -137,7 +137,7 @@ export async function signUp(page, base, username, nickname = username) {
   await dialog.locator('input[name=nickname]').fill(nickname);
   await dialog.locator('input[name=password]').fill('secret-password');
   await dialog.locator('button[type=submit]').click();
-  await page.getByTestId('me-name').filter({ hasText: nickname }).waitFor();
+  await page.getByTestId('me-name').filter({ hasText: nickname }).waitFor({ state: 'attached' });
 }
 
 /** Pushes a test pattern with a tone to `url` with Debian's ffmpeg (1 s GOP). Returns {stop, log}. */
@@ -181,4 +181,19 @@ export function videoState(page, sel = 'video') {
     readyState: v.readyState,
     bufferedEnd: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : null,
   }));
+}
+
+/** Calls the API as a user (`cookie` from an earlier call); returns {data, cookie}. */
+export async function apiAs(base, path, body, cookie) {
+  const r = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: JSON.stringify(body) });
+  const j = await r.json();
+  if (j.code !== 200) throw new Error(`${path}: ${j.code} ${j.msg}`);
+  return { data: j.data, cookie: (r.headers.get('set-cookie') || '').split(';')[0] || cookie };
+}
+
+/** Registers a user and starts a room for it; returns {roomId, cookie, userId}. */
+export async function startRoomAs(base, username, { nickname = username, type = 1, roomName = `${username}'s room`, covertImg = '' } = {}) {
+  const u = await apiAs(base, '/user/register', { username, password: 'secret-password', nickname });
+  const { data } = await apiAs(base, '/living/startingLiving', { type, roomName, covertImg }, u.cookie);
+  return { roomId: data.roomId, cookie: u.cookie, userId: u.data.userId };
 }

@@ -4,15 +4,9 @@
 // dropped by msgId, chat send frame, reconnect after a drop, growing backoff while refused.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, newPage, until, assertNoErrors } from './helpers.mjs';
+import { startServer, launch, newPage, until, assertNoErrors, apiAs } from './helpers.mjs';
 import { FakeGateway } from './fake-gateway.mjs';
 
-async function apiAs(base, path, body, cookie) {
-  const r = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: JSON.stringify(body) });
-  const j = await r.json();
-  if (j.code !== 200) throw new Error(`${path}: ${j.code} ${j.msg}`);
-  return { data: j.data, cookie: (r.headers.get('set-cookie') || '').split(';')[0] || cookie };
-}
 
 describe('chat client protocol (scripted gateway)', { timeout: 120000 }, () => {
   let server;

@@ -4,17 +4,11 @@
 // LIVEHOUSE_LATENCY_SECS shortens the run for local iterations (CI uses the full 120 s).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Fatal, startServer, launch, newPage, pushFfmpeg, videoState, until, assertNoErrors, screenshot, sleep } from './helpers.mjs';
+import { Fatal, startServer, launch, newPage, pushFfmpeg, videoState, until, assertNoErrors, screenshot, sleep, apiAs } from './helpers.mjs';
 
 const SECS = Number(process.env.LIVEHOUSE_LATENCY_SECS || 120);
 const LIMIT = 3;
 
-async function apiAs(base, path, body, cookie) {
-  const r = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) }, body: JSON.stringify(body) });
-  const j = await r.json();
-  if (j.code !== 200) throw new Error(`${path}: ${j.code} ${j.msg}`);
-  return { data: j.data, cookie: (r.headers.get('set-cookie') || '').split(';')[0] || cookie };
-}
 
 test(`viewer latency stays ≤ ${LIMIT} s over ${SECS} s of playback`, { timeout: (SECS + 90) * 1000 }, async () => {
   const server = await startServer();

@@ -155,6 +155,10 @@ describe('livehouse web UI', { timeout: 240000 }, () => {
       const imgs = await p.locator('.chat-list img, .danmaku-layer img').count();
       assert.equal(imgs, 0, 'no <img> was created from chat text');
     }
+    // The phone-sized viewer plays too.
+    await v2.locator('[data-testid=player][data-state=playing]').waitFor({ timeout: 15000 }).catch(async (e) => {
+      throw new Error(`${e.message}\nplayer log: ${JSON.stringify(await v2.evaluate(() => window.__playerLog))}`);
+    });
     // Screenshot of the phone-sized room with chat and danmaku.
     await screenshot(v2, 'room-phone');
     await screenshot(v1, 'room-chat');
