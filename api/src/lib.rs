@@ -47,6 +47,8 @@ pub struct ApiConfig {
     /// Origin viewers play HTTP-FLV from (`/live/{roomId}.flv` is appended); same origin when
     /// `None`.
     pub play_base_url: Option<String>,
+    /// IM heartbeat period clients must keep (seconds).
+    pub im_heartbeat_secs: u64,
     /// Folder of web assets served at `/`; none when `None`.
     pub web_dir: Option<PathBuf>,
 }
@@ -98,6 +100,30 @@ async fn track(req: Request, next: Next) -> Response {
     res
 }
 
+/// Folders and files of `web/` that are for developers (dependencies, tests), not for browsers.
+const DEV_ONLY: [&str; 5] = [
+    "node_modules",
+    "tests",
+    "scripts",
+    "package.json",
+    "package-lock.json",
+];
+
+/// Rewrites requests for developer-only files of `web/` to a path that does not exist (404).
+fn hide_dev_files(mut req: Request) -> Request {
+    let first = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if DEV_ONLY.contains(&first) {
+        *req.uri_mut() = axum::http::Uri::from_static("/.not-found");
+    }
+    req
+}
+
 /// All api routes with their state applied, plus the web assets as the fallback.
 pub fn router(state: ApiState) -> Router {
     let web_dir = state.config.web_dir.clone();
@@ -111,7 +137,12 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn(track))
         .with_state(state);
     if let Some(dir) = web_dir {
-        app = app.fallback_service(tower_http::services::ServeDir::new(dir));
+        let pages = tower_http::services::ServeDir::new(dir);
+        app = app.fallback_service(
+            tower::ServiceBuilder::new()
+                .map_request(hide_dev_files)
+                .service(pages),
+        );
     }
     app.layer(axum::extract::DefaultBodyLimit::max(params::MAX_BODY))
 }

@@ -45,6 +45,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
             rtmp_port: 1935,
             public_host: None,
             play_base_url: None,
+            im_heartbeat_secs: 30,
             web_dir: None,
         }),
         metrics: None,
@@ -202,6 +203,7 @@ macro_rules! api_suite {
                 assert_eq!(page["data"]["loginStatus"], json!(true));
                 assert_eq!(page["data"]["nickName"], json!("Alice"));
                 assert_eq!(page["data"]["showStartLivingBtn"], json!(true));
+                assert_eq!(page["data"]["livingRoomId"], json!(null));
                 let (_, anon) = s.post("/home/initPage", None, json!({})).await;
                 assert_eq!(anon["data"]["loginStatus"], json!(false));
             }
@@ -225,6 +227,8 @@ macro_rules! api_suite {
                 let (anchor_id, anchor) = s.user("anchor1").await;
                 let (_, viewer) = s.user("viewer1").await;
                 let room = s.start(&anchor, 1, "Evening show").await;
+                let (_, page) = s.post("/home/initPage", Some(&anchor), json!({})).await;
+                assert_eq!(page["data"]["livingRoomId"], json!(room), "the anchor's live room");
                 assert_error(
                     s.post("/living/startingLiving", Some(&anchor), json!({"type": 2, "roomName": "twice"})).await,
                     StatusCode::CONFLICT,

@@ -172,6 +172,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
                 open_streaming: cfg.open_streaming(),
                 rtmp_port: cfg.rtmp_addr.port(),
                 public_host: cfg.public_host.clone(),
+                im_heartbeat_secs: cfg.im_heartbeat_secs.max(1),
                 play_base_url: cfg
                     .play_base_url
                     .clone()

@@ -153,3 +153,23 @@ async fn a_settings_file_configures_the_process_and_flags_override_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected `key = value`"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn developer_files_of_the_web_folder_are_not_served() {
+    let lh = Livehouse::start(&[]).await;
+    for path in [
+        "/package.json",
+        "/tests/helpers.mjs",
+        "/node_modules/.package-lock.json",
+    ] {
+        let res = reqwest::get(lh.url(path)).await.unwrap();
+        assert_eq!(res.status(), 404, "{path} must not be served");
+    }
+    assert_eq!(
+        reqwest::get(lh.url("/vendor/mpegts.js"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -33,8 +33,13 @@ async fn init_page(
         Some(id) => accounts::get(&state.db, id).await?,
         None => None,
     };
+    let living_room_id = match &user {
+        Some(u) if u.is_anchor => state.living.by_anchor(u.user_id).await?.map(|r| r.id),
+        _ => None,
+    };
     Ok(ok(match user {
         Some(u) => json!({
+            "livingRoomId": living_room_id,
             "loginStatus": true,
             "userId": u.user_id,
             "nickName": u.nick_name,

@@ -44,6 +44,7 @@ async fn get_im_config(
         "userId": user_id,
         "wsImServerAddress": dialable(&gateway.ws_addr, &headers, public),
         "tcpImServerAddress": dialable(&gateway.tcp_addr, &headers, public),
+        "heartbeatSecs": state.config.im_heartbeat_secs,
     })))
 }
 
