@@ -18,8 +18,11 @@ function setQuery(id) {
   history.replaceState(null, '', id ? `/studio.html?id=${id}` : '/studio.html');
 }
 
-/** The signed-in anchor's live room id, if any (the list is rebuilt every second). */
+/** The signed-in anchor's live room id, if any: `/home/initPage` names it (`livingRoomId`); the
+ * remembered id and the room lists are the fallback for an older server. */
 async function findMyRoom() {
+  const fresh = await api.initPage().catch(() => null);
+  if (fresh && 'livingRoomId' in fresh) return Number(fresh.livingRoomId) > 0 ? Number(fresh.livingRoomId) : null;
   const remembered = Number(sessionStorage.getItem('livehouse.myRoom'));
   if (remembered > 0) {
     try {
