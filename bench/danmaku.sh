@@ -14,15 +14,15 @@ cd "$(dirname "$0")/.."
 
 MODE=${1:-all}
 VIEWERS=${VIEWERS:-10000}
-SENDERS=${SENDERS:-12}
+SENDERS=${SENDERS:-11}
 RATE=${RATE:-5}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 PROCS=${PROCS:-4}
-LINGER_MS=${LINGER_MS:-20}
+LINGER_MS=${LINGER_MS:-40}
 IDLE_CONNS=${IDLE_CONNS:-15000}
-HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:18080}
-TCP_ADDR=${TCP_ADDR:-127.0.0.1:18085}
+HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:28080}
+TCP_ADDR=${TCP_ADDR:-127.0.0.1:28085}
 SERVER_WORKERS=${SERVER_WORKERS:-2}
 ACK_DELAY_MS=${ACK_DELAY_MS:-200}
 
@@ -55,12 +55,20 @@ start_server() {
   exit 1
 }
 
+# The load tool shares the 2 cores with the server. On loopback every server write wakes a
+# client process; as SCHED_BATCH the client does not preempt the server on each wakeup (as if it
+# ran on another machine). CLIENT_SCHED=normal turns this off.
+LOAD=(target/release/ws_load)
+if [[ "${CLIENT_SCHED:-batch}" == batch ]] && command -v chrt >/dev/null; then
+  LOAD=(chrt -b 0 target/release/ws_load)
+fi
+
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 
 if [[ "$MODE" == idle || "$MODE" == all ]]; then
   echo "== idle: $IDLE_CONNS logged-in WebSocket connections over $PROCS processes"
   start_server
-  target/release/ws_load idle --http "$HTTP_ADDR" --conns "$IDLE_CONNS" --procs "$PROCS" \
+  "${LOAD[@]}" idle --http "$HTTP_ADDR" --conns "$IDLE_CONNS" --procs "$PROCS" \
     --server-pid "$SERVER_PID"
   stop_server
 fi
@@ -68,7 +76,7 @@ fi
 if [[ "$MODE" == fanout || "$MODE" == all ]]; then
   echo "== fan-out: $VIEWERS viewers, $SENDERS senders x $RATE msg/s, ${DURATION}s (linger ${LINGER_MS} ms)"
   start_server
-  target/release/ws_load run --http "$HTTP_ADDR" --viewers "$VIEWERS" --senders "$SENDERS" \
+  "${LOAD[@]}" run --http "$HTTP_ADDR" --viewers "$VIEWERS" --senders "$SENDERS" \
     --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" --procs "$PROCS" \
     --ack-delay-ms "$ACK_DELAY_MS" --server-pid "$SERVER_PID"
   echo "server counters: $(curl -s "http://$HTTP_ADDR/bench/stats" 2>/dev/null || echo n/a)"

@@ -4,7 +4,8 @@
 //! but its sender, one batch per message).
 //!
 //! Bench-only extras: `POST /bench/tokens?from=&count=` issues IM tokens for users
-//! `from..from+count` (the real system issues them through the api), `GET /bench/stats`.
+//! `from..from+count` (the real system issues them through the api), `GET /bench/stats`,
+//! `POST /bench/reset` (clears the server-side write-lag histogram).
 //!
 //! Run: `cargo run --release -p livehouse-im-core --example im_bench_server -- --help`
 
@@ -108,6 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/bench/tokens", post(tokens))
         .route("/bench/stats", get(stats))
+        .route("/bench/reset", post(reset))
         .with_state((cache.clone(), gw.clone()))
         .merge(gw.router());
     // Small frames want TCP_NODELAY (the gateway sets it on its own TCP listener).
@@ -147,14 +149,18 @@ async fn tokens(
     Json(out)
 }
 
-async fn stats(
-    State((_, gw)): State<(Arc<dyn Cache>, Arc<Gateway>)>,
-) -> Json<serde_json::Value> {
+async fn reset(State((_, gw)): State<(Arc<dyn Cache>, Arc<Gateway>)>) -> &'static str {
+    gw.reset_write_lag();
+    "ok"
+}
+
+async fn stats(State((_, gw)): State<(Arc<dyn Cache>, Arc<Gateway>)>) -> Json<serde_json::Value> {
     let s = gw.stats();
     Json(serde_json::json!({
         "connections": s.connections, "sessions": s.sessions, "delivered": s.delivered,
         "retried": s.retried, "unackedDropped": s.unacked_dropped, "slowKicked": s.slow_kicked,
         "idleClosed": s.idle_closed, "chatPublished": s.chat_published,
         "lastFanoutLagMs": s.last_fanout_lag_ms,
+        "writeLagP50Ms": s.write_lag_p50_ms, "writeLagP99Ms": s.write_lag_p99_ms,
     }))
 }

@@ -121,6 +121,56 @@ pub struct GatewayStats {
     pub chat_published: u64,
     /// Time from a message's acceptance (`sentAtMs`) to its latest fan-out on this gateway, ms.
     pub last_fanout_lag_ms: u64,
+    /// Time from a message's acceptance to the write of its frame to a session socket, ms
+    /// (median and 99th percentile over deliveries since start or [`Gateway::reset_write_lag`]).
+    pub write_lag_p50_ms: u64,
+    pub write_lag_p99_ms: u64,
+}
+
+/// Histogram of delivery lags, 1 ms buckets up to [`LAG_BUCKETS`] ms (the last holds the rest).
+pub(crate) struct LagHistogram {
+    buckets: Box<[AtomicU64]>,
+}
+
+const LAG_BUCKETS: usize = 10_000;
+
+impl LagHistogram {
+    fn new() -> Self {
+        LagHistogram {
+            buckets: (0..LAG_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub fn record(&self, ms: u64) {
+        self.buckets[(ms as usize).min(LAG_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn percentile(&self, q: f64) -> u64 {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let want = ((total as f64) * q).ceil() as u64;
+        let mut acc = 0;
+        for (i, c) in counts.iter().enumerate() {
+            acc += c;
+            if acc >= want {
+                return i as u64;
+            }
+        }
+        LAG_BUCKETS as u64
+    }
+
+    fn reset(&self) {
+        for b in self.buckets.iter() {
+            b.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -141,6 +191,7 @@ pub struct Gateway {
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) hub: Hub,
     pub(crate) counters: Counters,
+    pub(crate) write_lag: LagHistogram,
     start: Instant,
     next_session: AtomicU64,
     msg_prefix: String,
@@ -171,6 +222,7 @@ impl Gateway {
             bus,
             hub: Hub::new(),
             counters: Counters::default(),
+            write_lag: LagHistogram::new(),
             start: Instant::now(),
             next_session: AtomicU64::new(1),
             msg_prefix: livehouse_core::ids::random_hex(5),
@@ -199,7 +251,14 @@ impl Gateway {
             idle_closed: c.idle_closed.load(Ordering::Relaxed),
             chat_published: c.chat_published.load(Ordering::Relaxed),
             last_fanout_lag_ms: c.last_fanout_lag_ms.load(Ordering::Relaxed),
+            write_lag_p50_ms: self.write_lag.percentile(0.50),
+            write_lag_p99_ms: self.write_lag.percentile(0.99),
         }
+    }
+
+    /// Clears the write-lag histogram (e.g. at the start of a measurement).
+    pub fn reset_write_lag(&self) {
+        self.write_lag.reset();
     }
 
     /// This gateway's registry record.
@@ -338,6 +397,7 @@ impl Gateway {
         .to_json();
         Arc::new(Prepared {
             msg_id: msg_id.into_boxed_str(),
+            sent_at_ms: m.sent_at_ms,
             ws: protocol::encode(Wire::Ws, code::BIZ, &body),
             tcp: protocol::encode(Wire::Tcp, code::BIZ, &body),
         })

@@ -52,6 +52,8 @@ pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 #[derive(Debug)]
 pub(crate) struct Prepared {
     pub msg_id: Box<str>,
+    /// When the gateway accepted the message (epoch ms; 0 = unknown).
+    pub sent_at_ms: i64,
     pub ws: Bytes,
     pub tcp: Bytes,
 }

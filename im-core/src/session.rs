@@ -33,9 +33,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::codec::Decoder;
+use tracing::Instrument;
 
 /// Frames taken from the outbox into the write queue at once (one vectored write).
 const WQ_MAX: usize = 16;
+/// Replies (errors, pongs, heartbeats) a client may leave unread before it is dropped as a slow
+/// reader: a client that floods requests without reading cannot grow the write queue.
+const WQ_REPLY_LIMIT: usize = 256;
 /// Stack buffer of one read.
 const READ_CHUNK: usize = 8 * 1024;
 /// Time given to the last frames (error, logout, close) before the socket is shut.
@@ -115,6 +119,8 @@ pub(crate) struct Session<IO> {
     wq: VecDeque<Bytes>,
     pending: VecDeque<PendingAck>,
     login: Option<Login>,
+    /// Gateway-clock ms of the last binding refresh in the cache.
+    refreshed_at: u64,
 }
 
 /// Runs one connection to its end, then cleans up once.
@@ -122,12 +128,20 @@ pub(crate) async fn run<IO>(gw: Arc<Gateway>, io: IO, wire: Wire, url_login: Opt
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let id = gw.next_session_id();
+    // Debug level: disabled spans cost nothing per idle session.
+    let span = tracing::debug_span!("im_session", session = id, wire = ?wire);
+    run_inner(gw, io, wire, url_login, id)
+        .instrument(span)
+        .await
+}
+
+async fn run_inner<IO>(gw: Arc<Gateway>, io: IO, wire: Wire, url_login: Option<LoginReq>, id: u64)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     gw.ensure_tasks();
-    let h = Arc::new(SessionHandle::new(
-        gw.next_session_id(),
-        gw.cfg.outbox_limit,
-        gw.now(),
-    ));
+    let h = Arc::new(SessionHandle::new(id, gw.cfg.outbox_limit, gw.now()));
     gw.hub.add_conn(&h);
     let mut s = Session {
         gw,
@@ -139,6 +153,7 @@ where
         wq: VecDeque::new(),
         pending: VecDeque::new(),
         login: None,
+        refreshed_at: 0,
     };
     let mut flow = match url_login {
         Some(req) => s.login(req).await,
@@ -232,7 +247,7 @@ where
                     Ok(Some(WsEvent::Text(t))) => break Some(ws_text(&t)),
                     Ok(Some(WsEvent::Binary(b))) => break Some(ws_binary(b)),
                     Ok(Some(WsEvent::Ping(p))) => {
-                        self.wq.push_back(ws::frame(ws::OP_PONG, &p));
+                        self.push_reply(ws::frame(ws::OP_PONG, &p));
                     }
                     Ok(Some(WsEvent::Pong)) => {}
                     Ok(Some(WsEvent::Close(_))) => break Some(Event::PeerClose),
@@ -276,6 +291,10 @@ where
                 }
             }
             if self.wq.is_empty() {
+                if self.wq.capacity() > WQ_MAX {
+                    // A burst is over: do not keep its queue capacity while idle.
+                    self.wq = VecDeque::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             let mut slices = [IoSlice::new(&[]); WQ_MAX];
@@ -311,7 +330,13 @@ where
         self.wq.push_back(og.bytes(self.wire).clone());
         let due = self.gw.now() + self.gw.ack_ms();
         let max = self.gw.cfg.max_pending_acks.max(1);
+        let now_ms = now_ms();
         for m in &og.msgs {
+            if m.sent_at_ms > 0 {
+                self.gw
+                    .write_lag
+                    .record(now_ms.saturating_sub(m.sent_at_ms).max(0) as u64);
+            }
             if self.pending.len() >= max {
                 self.pending.pop_front();
                 self.gw
@@ -363,6 +388,9 @@ where
     fn on_ack(&mut self, msg_id: &str) {
         if let Some(i) = self.pending.iter().position(|p| &*p.msg.msg_id == msg_id) {
             self.pending.remove(i);
+            if self.pending.is_empty() && self.pending.capacity() > 64 {
+                self.pending = VecDeque::new();
+            }
             if i == 0 {
                 self.set_ack_due();
             }
@@ -379,8 +407,15 @@ where
     }
 
     fn reply(&mut self, code: i32, body: ImMsgBody) {
-        self.wq
-            .push_back(protocol::encode(self.wire, code, &body.to_json()));
+        self.push_reply(protocol::encode(self.wire, code, &body.to_json()));
+    }
+
+    fn push_reply(&mut self, frame: Bytes) {
+        if self.wq.len() >= WQ_REPLY_LIMIT {
+            self.h.kick(Kick::SlowReader);
+            return;
+        }
+        self.wq.push_back(frame);
     }
 
     fn reply_error(&mut self, code: i32, slug: &str) {
@@ -426,6 +461,13 @@ where
             code::BIZ => self.chat(login, body).await,
             code::HEARTBEAT => {
                 self.reply(code::HEARTBEAT, self.body("true"));
+                // At most one cache refresh per quarter gap, however often the client beats.
+                let now = self.gw.now();
+                let quarter = self.gw.cfg.heartbeat_gap.as_millis() as u64 / 4;
+                if now.saturating_sub(self.refreshed_at) < quarter {
+                    return Flow::Continue;
+                }
+                self.refreshed_at = now;
                 if let Err(e) = crate::registry::bind_user(
                     &*self.gw.cache,
                     login.user,
@@ -480,6 +522,7 @@ where
             user,
             room: req.room_id,
         });
+        tracing::debug!(user, room = ?req.room_id, "im login");
         let gap2 = 2 * gw.cfg.heartbeat_gap;
         if let Err(e) = crate::registry::bind_user(&*gw.cache, user, &gw.cfg.gateway_id, gap2).await
         {

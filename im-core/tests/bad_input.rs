@@ -220,3 +220,37 @@ async fn plain_http_on_ws_route_is_refused() {
     assert_eq!(status, 400);
     server_still_works(&env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_floods_without_reading_is_dropped() {
+    let env = start().await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(env.tcp).await.unwrap();
+    let mut c = TcpClient {
+        io: tokio_util::codec::Framed::new(stream, livehouse_im_core::protocol::FrameCodec),
+    };
+    let tok = env.token(1).await;
+    c.send(code::LOGIN, &login_body(1, &tok, 1)).await;
+    c.expect(code::LOGIN).await;
+    // Requests whose replies are never read: the server's write queue is bounded.
+    let frame = raw_frame(MAGIC, 4321, 2, b"{}");
+    let flood: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 20_000)
+        .collect();
+    let mut raw = c.io.into_inner();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(WAIT, raw.write_all(&flood)).await;
+        raw
+    });
+    eventually("flooding session dropped", || async {
+        env.gw.stats().connections == 0
+    })
+    .await;
+    drop(writer.await.unwrap());
+    server_still_works(&env).await;
+}

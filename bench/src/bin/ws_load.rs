@@ -302,6 +302,15 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
     for w in &mut workers {
         w.say(&format!("GO {start_ms}"));
     }
+    // Server-side view (the example server's bench routes): reset its write-lag histogram when
+    // the measured window opens.
+    let http = p.http.clone();
+    let window_start = start_ms + p.warmup * 1000;
+    let resetter = std::thread::spawn(move || {
+        let wait = window_start.saturating_sub(unix_us() / 1000);
+        std::thread::sleep(Duration::from_millis(wait));
+        http_request(&http, "POST", "/bench/reset")
+    });
     let mut total = Totals::default();
     let run_for = Duration::from_secs(p.warmup + p.duration + 30);
     for w in &workers {
@@ -309,6 +318,10 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
         total.add(&r);
     }
     let after = p.server_pid.and_then(proc_usage);
+    let _ = resetter.join();
+    let server_stats: serde_json::Value = http_request(&p.http, "GET", "/bench/stats")
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default();
     for mut w in workers {
         let _ = w.child.wait();
     }
@@ -329,11 +342,13 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
         "deliveriesPerSec": (total.deliveries as f64 / secs).round(),
         "p50Ms": total.percentile(0.50), "p99Ms": total.percentile(0.99), "maxMs": total.max_ms(),
         "kicked": total.kicked, "failedConnects": total.failed, "ackDelayMs": p.ack_delay_ms,
+        "server": server_stats,
     });
     println!(
         "viewers={} senders={} rate={}/s each  sent={} (rate-limited {})\n\
          deliveries={} in {}s => {:.0} deliveries/s\n\
          latency send->receive: p50={:.1} ms p99={:.1} ms max={:.1} ms\n\
+         server side, accepted -> written to the socket: p50={} ms p99={} ms\n\
          connections closed by server: {}, failed connects: {}; client ACKs batched every {} ms\nserver: {}",
         p.viewers,
         p.senders,
@@ -346,6 +361,8 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
         total.percentile(0.50),
         total.percentile(0.99),
         total.max_ms(),
+        server_stats["writeLagP50Ms"],
+        server_stats["writeLagP99Ms"],
         total.kicked,
         total.failed,
         p.ack_delay_ms,
@@ -353,6 +370,22 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
     );
     println!("JSON {summary}");
     Ok(())
+}
+
+/// A small HTTP/1.1 request on loopback; the body of a 200 answer.
+fn http_request(addr: &str, method: &str, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// Latency histogram: 100 µs buckets up to 10 s (the last bucket holds the rest).
@@ -737,115 +770,153 @@ impl Conn {
         }
     }
 
+    /// Handles every complete frame in `buf`: ACKs deliveries into `out`, records latencies
+    /// inside the window. `false` when the server ended the session.
+    fn on_input(&self, buf: &mut Vec<u8>, out: &mut Vec<u8>, f: &Finders) -> bool {
+        let now = unix_us();
+        let (from, to) = *self.shared.window.lock().unwrap();
+        let in_window = from > 0 && now >= from && now < to;
+        let mut at = 0;
+        let mut lats: Vec<u64> = Vec::new();
+        let mut alive = true;
+        while let Some((op, r)) = next_frame(&buf[at..]) {
+            let payload = &buf[at + r.start..at + r.end];
+            at += r.end;
+            if op == 0x8 {
+                alive = false;
+                break;
+            }
+            match code_of(payload) {
+                Some(b"1003") => {
+                    if let Some(i) = f.msg_id.find(payload) {
+                        let start = i + f.msg_id.needle().len();
+                        if let Some(len) = memchr::memchr(b'\\', &payload[start..]) {
+                            push_ack(out, &payload[start..start + len]);
+                        }
+                    }
+                    if in_window {
+                        let sent = f.stamp.find(payload).map(|i| {
+                            payload[i + 2..]
+                                .iter()
+                                .take_while(|b| b.is_ascii_digit())
+                                .fold(0u64, |n, b| n * 10 + u64::from(b - b'0'))
+                        });
+                        lats.push(now.saturating_sub(sent.unwrap_or(now)));
+                    }
+                }
+                Some(b"1002") => {
+                    alive = false;
+                    break;
+                }
+                Some(_) if memchr::memmem::find(payload, b"rate_limited").is_some() => {
+                    self.shared.limited.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        buf.drain(..at);
+        if !lats.is_empty() {
+            self.shared
+                .deliveries
+                .fetch_add(lats.len() as u64, Ordering::Relaxed);
+            let mut h = self.shared.hist.lock().unwrap();
+            for lat in &lats {
+                h[((lat / BUCKET_US) as usize).min(BUCKETS - 1)] += 1;
+            }
+        }
+        if !alive {
+            self.shared.kicked.fetch_add(1, Ordering::Relaxed);
+        }
+        alive
+    }
+
+    fn chat_frame(&self) -> Vec<u8> {
+        let data = serde_json::json!({"roomId": self.room, "content": format!("t={}", unix_us())})
+            .to_string();
+        let body = serde_json::json!({"appId": 10001, "userId": self.user, "bizCode": 5555,
+            "data": data})
+        .to_string();
+        let mut f = Vec::new();
+        client_text(&mut f, envelope(1003, &body).as_bytes());
+        f
+    }
+
     async fn run(
         self,
         (mut s, mut buf): (TcpStream, Vec<u8>),
         mut go: tokio::sync::watch::Receiver<u64>,
     ) {
-        let msg_id = Finder::new(br#"msgId\":\""#);
-        let stamp = Finder::new(b"t=");
+        let finders = Finders {
+            msg_id: Finder::new(br#"msgId\":\""#),
+            stamp: Finder::new(b"t="),
+        };
         let mut out: Vec<u8> = Vec::new();
+        let mut last_ack = 0u64;
         let mut heartbeat = tokio::time::interval(Duration::from_secs(20));
         heartbeat.tick().await;
-        let mut send_tick: Option<tokio::time::Interval> = None;
-        let mut send_until = 0u64;
-        let mut chunk = vec![0u8; 16 * 1024];
-        let mut lats: Vec<u64> = Vec::new();
-        let mut last_ack = 0u64;
         let hb = {
             let mut v = Vec::new();
             client_text(&mut v, envelope(1004, "{}").as_bytes());
             v
         };
+        let mut sending: Option<(tokio::time::Interval, u64)> = None;
+        let mut done_sending = false;
+        let mut chunk = vec![0u8; 16 * 1024];
         loop {
-            tokio::select! {
-                r = s.read(&mut chunk) => {
-                    let n = match r { Ok(0) | Err(_) => { self.shared.kicked.fetch_add(1, Ordering::Relaxed); return; } Ok(n) => n };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let now = unix_us();
-                    let (from, to) = *self.shared.window.lock().unwrap();
-                    let in_window = from > 0 && now >= from && now < to;
-                    let mut at = 0;
-                    let mut got = 0u64;
-                    lats.clear();
-                    while let Some((op, r)) = next_frame(&buf[at..]) {
-                        let (ps, pe) = (at + r.start, at + r.end);
-                        at = pe;
-                        if op == 0x8 {
-                            self.shared.kicked.fetch_add(1, Ordering::Relaxed);
+            let io = tokio::select! {
+                r = s.read(&mut chunk) => match r {
+                    Ok(n) if n > 0 => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        if !self.on_input(&mut buf, &mut out, &finders) {
                             return;
                         }
-                        let payload = &buf[ps..pe];
-                        match code_of(payload) {
-                            Some(b"1003") => {
-                                if let Some(i) = msg_id.find(payload) {
-                                    let idstart = i + msg_id.needle().len();
-                                    if let Some(len) = memchr::memchr(b'\\', &payload[idstart..]) {
-                                        push_ack(&mut out, &payload[idstart..idstart + len]);
-                                    }
-                                }
-                                if in_window {
-                                    got += 1;
-                                    if let Some(i) = stamp.find(payload) {
-                                        let mut sent = 0u64;
-                                        for b in &payload[i + 2..] {
-                                            if !b.is_ascii_digit() { break; }
-                                            sent = sent * 10 + u64::from(b - b'0');
-                                        }
-                                        lats.push(now.saturating_sub(sent));
-                                    }
-                                }
-                            }
-                            Some(b"1002") => { self.shared.kicked.fetch_add(1, Ordering::Relaxed); return; }
-                            Some(_) => {
-                                if memchr::memmem::find(payload, b"rate_limited").is_some() {
-                                    self.shared.limited.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            None => {}
+                        let now = unix_us();
+                        if !out.is_empty() && now.saturating_sub(last_ack) >= self.ack_delay_us {
+                            last_ack = now;
+                            let r = s.write_all(&out).await;
+                            out.clear();
+                            r
+                        } else {
+                            Ok(())
                         }
                     }
-                    if got > 0 {
-                        self.shared.deliveries.fetch_add(got, Ordering::Relaxed);
-                        let mut h = self.shared.hist.lock().unwrap();
-                        for lat in &lats {
-                            h[((lat / BUCKET_US) as usize).min(BUCKETS - 1)] += 1;
-                        }
+                    _ => {
+                        self.shared.kicked.fetch_add(1, Ordering::Relaxed);
+                        return;
                     }
-                    buf.drain(..at);
-                    if !out.is_empty() && now.saturating_sub(last_ack) >= self.ack_delay_us {
-                        if s.write_all(&out).await.is_err() { return; }
-                        out.clear();
-                        last_ack = now;
-                    }
-                }
-                _ = go.changed(), if send_tick.is_none() && self.period.is_some() => {
+                },
+                _ = go.changed(), if !done_sending && sending.is_none() && self.period.is_some() => {
                     let start_us = *go.borrow();
-                    let (_, to) = *self.shared.window.lock().unwrap();
-                    send_until = to;
+                    let (_, until) = *self.shared.window.lock().unwrap();
                     let first = start_us + self.offset.unwrap_or_default().as_micros() as u64;
                     let delay = Duration::from_micros(first.saturating_sub(unix_us()));
-                    let mut iv = tokio::time::interval_at(tokio::time::Instant::now() + delay, self.period.unwrap());
+                    let period = self.period.expect("checked");
+                    let mut iv = tokio::time::interval_at(tokio::time::Instant::now() + delay, period);
                     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    send_tick = Some(iv);
+                    sending = Some((iv, until));
+                    Ok(())
                 }
-                _ = async { send_tick.as_mut().unwrap().tick().await }, if send_tick.is_some() => {
-                    let now = unix_us();
-                    if now >= send_until {
-                        send_tick = None;
-                        continue;
+                _ = async { sending.as_mut().expect("guarded").0.tick().await }, if sending.is_some() => {
+                    if unix_us() >= sending.as_ref().expect("guarded").1 {
+                        // The window is over: stop sending, keep reading.
+                        sending = None;
+                        done_sending = true;
+                        Ok(())
+                    } else {
+                        self.shared.sent.fetch_add(1, Ordering::Relaxed);
+                        s.write_all(&self.chat_frame()).await
                     }
-                    let data = serde_json::json!({"roomId": self.room, "content": format!("t={now}")}).to_string();
-                    let body = serde_json::json!({"appId": 10001, "userId": self.user, "bizCode": 5555, "data": data}).to_string();
-                    let mut f = Vec::new();
-                    client_text(&mut f, envelope(1003, &body).as_bytes());
-                    if s.write_all(&f).await.is_err() { return; }
-                    self.shared.sent.fetch_add(1, Ordering::Relaxed);
                 }
-                _ = heartbeat.tick() => {
-                    if s.write_all(&hb).await.is_err() { return; }
-                }
+                _ = heartbeat.tick() => s.write_all(&hb).await,
+            };
+            if io.is_err() {
+                return;
             }
         }
     }
+}
+
+struct Finders {
+    msg_id: Finder<'static>,
+    stamp: Finder<'static>,
 }
