@@ -47,7 +47,11 @@ impl JwtKeys {
     /// (e.g. `msg` → gateway push). Derived from the signing secret, so every process that
     /// shares `--jwt-secret` agrees on it without ever sending the secret itself.
     pub fn service_token(&self) -> String {
-        let claims = Claims { sub: "livehouse-internal".into(), iat: 0, exp: i64::MAX / 2 };
+        let claims = Claims {
+            sub: "livehouse-internal".into(),
+            iat: 0,
+            exp: i64::MAX / 2,
+        };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail");
         // The signature part alone: deterministic for the secret, useless for anything else.
@@ -82,8 +86,14 @@ mod tests {
     #[test]
     fn service_token_is_stable_per_secret_and_not_a_session() {
         let a = JwtKeys::new(b"secret-one");
-        assert_eq!(a.service_token(), JwtKeys::new(b"secret-one").service_token());
-        assert_ne!(a.service_token(), JwtKeys::new(b"secret-two").service_token());
+        assert_eq!(
+            a.service_token(),
+            JwtKeys::new(b"secret-one").service_token()
+        );
+        assert_ne!(
+            a.service_token(),
+            JwtKeys::new(b"secret-two").service_token()
+        );
         assert!(a.service_token().len() >= 40);
         assert_eq!(a.verify(&a.service_token()), None);
     }

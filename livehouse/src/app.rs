@@ -265,6 +265,11 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             g.run_registration(stop).await;
             Ok(())
         });
+        let (g, stop) = (gw.clone(), shutdown.wait());
+        tasks.spawn(async move {
+            export_gateway_metrics(g, stop).await;
+            Ok(())
+        });
         gateway = Some(gw);
     }
 
@@ -337,6 +342,32 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     match failed {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Copies the gateway's counters into Prometheus gauges every 5 s.
+async fn export_gateway_metrics(gw: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        let s = gw.stats();
+        for (name, v) in [
+            ("livehouse_im_connections", s.connections),
+            ("livehouse_im_sessions", s.sessions),
+            ("livehouse_im_delivered_total", s.delivered),
+            ("livehouse_im_retried_total", s.retried),
+            ("livehouse_im_unacked_dropped_total", s.unacked_dropped),
+            ("livehouse_im_slow_kicked_total", s.slow_kicked),
+            ("livehouse_im_idle_closed_total", s.idle_closed),
+            ("livehouse_im_chat_published_total", s.chat_published),
+            ("livehouse_im_write_lag_p99_ms", s.write_lag_p99_ms),
+        ] {
+            metrics::gauge!(name).set(v as f64);
+        }
     }
 }
 
