@@ -106,6 +106,58 @@ impl Livehouse {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
+
+    /// `POST path` with a JSON body and a bearer token; the response envelope.
+    pub async fn call(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut req = reqwest::Client::new().post(self.url(path)).json(&body);
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("JSON envelope")
+    }
+
+    /// Signs up `username`, starts a normal room named `room_name` and returns the streamer's
+    /// token and the anchor's `anchorConfig` data (roomId, pushUrl, streamKey, …).
+    pub async fn streamer_with_room(
+        &self,
+        username: &str,
+        room_name: &str,
+    ) -> (String, serde_json::Value) {
+        use serde_json::json;
+        let reg = self
+            .call(
+                "/user/register",
+                "",
+                json!({"username": username, "password": "secret12"}),
+            )
+            .await;
+        let token = reg["data"]["token"]
+            .as_str()
+            .expect("registered")
+            .to_string();
+        let started = self
+            .call(
+                "/living/startingLiving",
+                &token,
+                json!({"type": 1, "roomName": room_name}),
+            )
+            .await;
+        let room = started["data"]["roomId"].as_i64().expect("room started");
+        let cfg = self
+            .call("/living/anchorConfig", &token, json!({"roomId": room}))
+            .await;
+        (token, cfg["data"].clone())
+    }
 }
 
 impl Drop for Livehouse {

@@ -15,6 +15,7 @@
 use livehouse_core::cache::{Cache, RedisCache};
 use livehouse_core::events::keys;
 use livehouse_core::testenv;
+use livehouse_e2e::{binary, free_addr};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -31,30 +32,6 @@ const GAP: Duration = Duration::from_secs(2);
 /// Deadline for the processes to start and for each step.
 const STEP: Duration = Duration::from_secs(45);
 const MAGIC: u16 = 18673;
-
-fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("LIVEHOUSE_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug/livehouse")
-}
-
-/// Whether the binary's `--help` lists `flag` (isolation flags are optional).
-fn supports(flag: &str) -> bool {
-    std::process::Command::new(binary())
-        .arg("--help")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
-        .unwrap_or(false)
-}
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().unwrap()
-}
 
 /// Creates a database named `name` on the MySQL server at `server` with the `mysql` client.
 fn create_database(server: &str, name: &str) -> String {
@@ -366,13 +343,8 @@ async fn chat_crosses_gateways_and_a_dead_gateways_users_leave() {
 async fn run(mysql: String, redis: String, kafka: String) {
     let run_id = livehouse_core::ids::random_hex(5);
     let db_url = create_database(&mysql, &format!("lhtest_e2e_{run_id}"));
-    // Isolation from other runs on the same Redis and broker, when the binary offers it.
-    let prefix = if supports("--cache-prefix") {
-        format!("lhtest:e2e:{run_id}:")
-    } else {
-        eprintln!("note: livehouse has no --cache-prefix; sharing the Redis key space");
-        String::new()
-    };
+    // Isolation from other runs on the same Redis and broker.
+    let prefix = format!("lhtest:e2e:{run_id}:");
     let dir = std::env::temp_dir().join(format!("livehouse-e2e-{run_id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let cluster = Cluster {

@@ -5,7 +5,6 @@
 
 use livehouse_core::testenv;
 use livehouse_e2e::Livehouse;
-use serde_json::{json, Value};
 use std::time::Duration;
 
 #[tokio::test]
@@ -14,39 +13,9 @@ async fn nginx_rtmp_publishes_through_the_livehouse_hooks() {
         return;
     }
     let lh = Livehouse::start(&[]).await;
-    let http = reqwest::Client::new();
-    let reg: Value = http
-        .post(lh.url("/user/register"))
-        .json(&json!({"username": "nginxanchor", "password": "secret12"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["data"]["token"].as_str().unwrap().to_string();
-    let started: Value = http
-        .post(lh.url("/living/startingLiving"))
-        .bearer_auth(&token)
-        .json(&json!({"type": 1, "roomName": "via nginx"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let room = started["data"]["roomId"].as_i64().unwrap();
-    let cfg: Value = http
-        .post(lh.url("/living/anchorConfig"))
-        .bearer_auth(&token)
-        .json(&json!({"roomId": room}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = cfg["data"]["streamKey"].as_str().unwrap().to_string();
+    let (_, cfg) = lh.streamer_with_room("nginxanchor", "via nginx").await;
+    let room = cfg["roomId"].as_i64().unwrap();
+    let key = cfg["streamKey"].as_str().unwrap().to_string();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx/test.sh");
     let out = tokio::time::timeout(
         Duration::from_secs(120),

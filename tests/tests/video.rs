@@ -23,24 +23,6 @@ fn have_ffmpeg() -> bool {
     ok
 }
 
-async fn call(
-    http: &reqwest::Client,
-    lh: &Livehouse,
-    path: &str,
-    token: &str,
-    body: Value,
-) -> Value {
-    http.post(lh.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn push_to_the_handed_out_url_plays_as_http_flv_and_closing_the_room_cuts_it() {
     if !have_ffmpeg() {
@@ -48,37 +30,11 @@ async fn push_to_the_handed_out_url_plays_as_http_flv_and_closing_the_room_cuts_
     }
     let lh = Livehouse::start(&[]).await;
     let http = reqwest::Client::new();
-    let reg: Value = http
-        .post(lh.url("/user/register"))
-        .json(&json!({"username": "streamer", "password": "secret12"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["data"]["token"].as_str().unwrap().to_string();
-    let room = call(
-        &http,
-        &lh,
-        "/living/startingLiving",
-        &token,
-        json!({"type": 1, "roomName": "tv"}),
-    )
-    .await["data"]["roomId"]
-        .as_i64()
-        .unwrap();
-    let cfg = call(
-        &http,
-        &lh,
-        "/living/anchorConfig",
-        &token,
-        json!({"roomId": room}),
-    )
-    .await;
-    let push_url = cfg["data"]["pushUrl"].as_str().unwrap().to_string();
-    assert_eq!(cfg["data"]["streaming"], json!(false));
-    assert!(push_url.ends_with(cfg["data"]["streamKey"].as_str().unwrap()));
+    let (token, cfg) = lh.streamer_with_room("streamer", "tv").await;
+    let room = cfg["roomId"].as_i64().unwrap();
+    let push_url = cfg["pushUrl"].as_str().unwrap().to_string();
+    assert_eq!(cfg["streaming"], json!(false));
+    assert!(push_url.ends_with(cfg["streamKey"].as_str().unwrap()));
 
     let mut ffmpeg = tokio::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
@@ -154,14 +110,9 @@ async fn push_to_the_handed_out_url_plays_as_http_flv_and_closing_the_room_cuts_
     );
 
     // Closing the room cuts the publisher: ffmpeg exits on its own.
-    let closed = call(
-        &http,
-        &lh,
-        "/living/closeLiving",
-        &token,
-        json!({"roomId": room}),
-    )
-    .await;
+    let closed = lh
+        .call("/living/closeLiving", &token, json!({"roomId": room}))
+        .await;
     assert_eq!(closed["code"], json!(200), "{closed}");
     let exited = tokio::time::timeout(Duration::from_secs(10), ffmpeg.wait()).await;
     assert!(
