@@ -318,6 +318,17 @@ pub fn parse_chat_data(data: &str) -> Option<ChatData> {
     Some(ChatData { room_id, content })
 }
 
+/// The chat data JSON with its `senderName` set to `name` (whatever the client put there).
+/// `None` when `data` is not a JSON object.
+pub fn with_sender_name(data: &str, name: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(data).ok()?;
+    v.as_object_mut()?.insert(
+        "senderName".into(),
+        serde_json::Value::String(name.to_owned()),
+    );
+    serde_json::to_string(&v).ok()
+}
+
 /// Encodes one outbound message in the session's form: a TCP frame, or a complete WebSocket
 /// text frame (header included, unmasked as servers send), ready to write.
 pub fn encode(wire: Wire, code: i32, body: &str) -> Bytes {

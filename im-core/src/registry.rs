@@ -19,26 +19,44 @@ pub const ONLINE_SHARDS: i64 = 16;
 
 /// Issues a random URL-safe IM token for `user_id`, valid for [`IM_TOKEN_TTL`].
 pub async fn issue_im_token(cache: &dyn Cache, user_id: i64) -> anyhow::Result<String> {
+    issue_named_im_token(cache, user_id, "").await
+}
+
+/// Like [`issue_im_token`], also carrying the user's display name, which the gateway stamps on
+/// the user's chat messages (`senderName`). Stored as `<userId>` or `<userId> <name>`.
+pub async fn issue_named_im_token(
+    cache: &dyn Cache,
+    user_id: i64,
+    name: &str,
+) -> anyhow::Result<String> {
     let token = livehouse_core::ids::random_hex(16);
+    let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    let value = if name.is_empty() {
+        user_id.to_string()
+    } else {
+        format!("{user_id} {name}")
+    };
     cache
-        .set(
-            &keys::im_token(&token),
-            &user_id.to_string(),
-            Some(IM_TOKEN_TTL),
-        )
+        .set(&keys::im_token(&token), &value, Some(IM_TOKEN_TTL))
         .await?;
     Ok(token)
 }
 
-/// The user a token was issued to, if it is still valid.
-pub async fn token_user(cache: &dyn Cache, token: &str) -> anyhow::Result<Option<i64>> {
+/// The user (and display name, possibly empty) a token was issued to, if it is still valid.
+pub async fn token_login(cache: &dyn Cache, token: &str) -> anyhow::Result<Option<(i64, String)>> {
     if token.is_empty() || token.len() > 128 {
         return Ok(None);
     }
-    Ok(cache
-        .get(&keys::im_token(token))
-        .await?
-        .and_then(|v| v.trim().parse().ok()))
+    let Some(v) = cache.get(&keys::im_token(token)).await? else {
+        return Ok(None);
+    };
+    let (id, name) = v.trim().split_once(' ').unwrap_or((v.trim(), ""));
+    Ok(id.parse().ok().map(|id| (id, name.to_string())))
+}
+
+/// The user a token was issued to, if it is still valid.
+pub async fn token_user(cache: &dyn Cache, token: &str) -> anyhow::Result<Option<i64>> {
+    Ok(token_login(cache, token).await?.map(|(id, _)| id))
 }
 
 /// The least-loaded live gateway (fewest sessions; registered within [`GATEWAY_LIVE_WINDOW`]).

@@ -119,6 +119,9 @@ pub(crate) struct Session<IO> {
     wq: VecDeque<Bytes>,
     pending: VecDeque<PendingAck>,
     login: Option<Login>,
+    /// The logged-in user's display name, from the IM token: stamped on every chat message as
+    /// `senderName` so clients cannot speak under another name.
+    name: Option<Box<str>>,
     /// Gateway-clock ms of the last binding refresh in the cache.
     refreshed_at: u64,
 }
@@ -153,6 +156,7 @@ where
         wq: VecDeque::new(),
         pending: VecDeque::new(),
         login: None,
+        name: None,
         refreshed_at: 0,
     };
     let mut flow = match url_login {
@@ -505,8 +509,10 @@ where
         let Some(user) = req.user_id else {
             return fail(self, err::BAD_TOKEN);
         };
-        match crate::registry::token_user(&*self.gw.cache, &req.token).await {
-            Ok(Some(u)) if u == user => {}
+        match crate::registry::token_login(&*self.gw.cache, &req.token).await {
+            Ok(Some((u, name))) if u == user => {
+                self.name = (!name.is_empty()).then(|| name.into_boxed_str());
+            }
             Ok(_) => return fail(self, err::BAD_TOKEN),
             Err(e) => {
                 tracing::warn!(error = %e, "im token lookup failed");
@@ -559,7 +565,7 @@ where
             self.reply_error(code::BIZ, err::BAD_BIZ_CODE);
             return Flow::Continue;
         }
-        let data = body.data.unwrap_or_default();
+        let mut data = body.data.unwrap_or_default();
         let Some(cd) = parse_chat_data(&data) else {
             self.reply_error(code::BIZ, err::BAD_JSON);
             return Flow::Continue;
@@ -587,6 +593,9 @@ where
         if !self.gw.hub.try_chat(login.user, self.gw.now(), rate) {
             self.reply_error(code::BIZ, err::RATE_LIMITED);
             return Flow::Continue;
+        }
+        if let Some(name) = &self.name {
+            data = crate::protocol::with_sender_name(&data, name).unwrap_or(data);
         }
         let ev = ChatEvent {
             msg_id: self.gw.new_msg_id(),

@@ -324,3 +324,26 @@ async fn coalesced_fanout_shares_frames_and_keeps_order() {
     assert_eq!(got_b, vec![m1, m3]);
     assert_eq!(env.gw.stats().delivered, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_carries_the_name_the_token_was_issued_for_not_the_one_claimed() {
+    let env = start().await;
+    env.fanout_to(vec![1, 2]).await;
+    let tok = registry::issue_named_im_token(&*env.cache, 1, "Alice")
+        .await
+        .unwrap();
+    let mut a = WsClient::connect(&env.ws_url()).await;
+    a.send(code::LOGIN, &login_body(1, &tok, 9)).await;
+    assert_eq!(a.expect(code::LOGIN).await.data.as_deref(), Some("true"));
+    let mut b = env.tcp_login(2, 9).await;
+    let claimed = r#"{"roomId":9,"content":"hi","senderName":"The Admin"}"#;
+    let body = serde_json::json!({"appId": 10001, "userId": 1, "bizCode": 5555, "data": claimed});
+    a.send(code::BIZ, &body.to_string()).await;
+    let m = b.expect(code::BIZ).await;
+    let data: serde_json::Value = serde_json::from_str(m.data.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        data["senderName"], "Alice",
+        "the server's name wins over the claimed one"
+    );
+    assert_eq!(data["content"], "hi");
+}
