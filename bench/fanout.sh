@@ -6,8 +6,11 @@
 #
 #   bench/fanout.sh [N=2000] [SECONDS=30] [PROCS=2]
 #
-# Env: MEDIA_SERVER_CMD overrides the server command (it must print "HTTP <addr>" and
-# "RTMP <addr>" on stdout, accept --rtmp-addr/--http-addr 127.0.0.1:0 and key benchkey → room 1).
+# Env: SERVER=livehouse (default) runs the release `livehouse` binary on embedded defaults: a
+# streamer signs up and starts a room through the api, ffmpeg pushes to the handed-out key.
+# SERVER=example runs media/examples/media_server alone (key benchkey → room 1);
+# MEDIA_SERVER_CMD overrides that example's command (it must print "HTTP <addr>" and
+# "RTMP <addr>" on stdout and accept --rtmp-addr/--http-addr 127.0.0.1:0).
 # Everything started here is stopped on exit.
 set -euo pipefail
 N="${1:-2000}"
@@ -18,10 +21,16 @@ cd "$root"
 command -v ffmpeg >/dev/null || { echo "ffmpeg is needed (.ci/media.sh)"; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build -q --release -p livehouse-media --example media_server
+SERVER="${SERVER:-livehouse}"
+if [ "$SERVER" = livehouse ]; then
+    cargo build -q --release --bin livehouse
+else
+    cargo build -q --release -p livehouse-media --example media_server
+fi
 cargo build -q --release -p livehouse-bench --bin flv_viewers
 server_cmd="${MEDIA_SERVER_CMD:-$root/target/release/examples/media_server --key benchkey=1}"
 tool="$root/target/release/flv_viewers"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 work="$(mktemp -d)"
 pids=()
@@ -32,14 +41,30 @@ cleanup() {
 }
 trap cleanup EXIT
 
-RUST_LOG=warn $server_cmd --rtmp-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
-spid=$!
-pids+=($spid)
-for _ in $(seq 100); do grep -q '^HTTP ' "$work/server.out" 2>/dev/null && break; sleep 0.1; done
-http="$(awk '/^HTTP /{print $2}' "$work/server.out")"
-rtmp="$(awk '/^RTMP /{print $2}' "$work/server.out")"
+if [ "$SERVER" = livehouse ]; then
+    http="127.0.0.1:$(free_port)"; rtmp="127.0.0.1:$(free_port)"
+    RUST_LOG=warn "$root/target/release/livehouse" --http-addr "$http" --rtmp-addr "$rtmp" \
+        --im-tcp-addr "127.0.0.1:$(free_port)" --data-dir "$work/data" >"$work/server.out" 2>"$work/server.log" &
+    spid=$!
+    pids+=($spid)
+    for _ in $(seq 100); do curl -sf "http://$http/healthz" >/dev/null && break; sleep 0.1; done
+    token="$(curl -sf -X POST "http://$http/user/register" -d 'username=benchstreamer&password=benchpass' |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["token"])')"
+    room="$(curl -sf -X POST "http://$http/living/startingLiving" -H "Authorization: Bearer $token" \
+        -d 'type=1&roomName=fanout' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["roomId"])')"
+    key="$(curl -sf -X POST "http://$http/living/anchorConfig" -H "Authorization: Bearer $token" \
+        -d "roomId=$room" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["streamKey"])')"
+else
+    RUST_LOG=warn $server_cmd --rtmp-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
+    spid=$!
+    pids+=($spid)
+    for _ in $(seq 100); do grep -q '^HTTP ' "$work/server.out" 2>/dev/null && break; sleep 0.1; done
+    http="$(awk '/^HTTP /{print $2}' "$work/server.out")"
+    rtmp="$(awk '/^RTMP /{print $2}' "$work/server.out")"
+    room=1; key=benchkey
+fi
 [ -n "$http" ] || { echo "server did not start"; cat "$work/server.log"; exit 1; }
-url="http://$http/live/1.flv"
+url="http://$http/live/$room.flv"
 
 # ~1 Mbit/s: 900 kbit/s H.264 (2 s GOP) + 64 kbit/s AAC, encoded once, then pushed in a loop in
 # real time with -c copy so the publisher costs next to no CPU.
@@ -47,7 +72,7 @@ ffmpeg -hide_banner -loglevel error -nostdin -f lavfi -i testsrc2=size=1280x720:
     -f lavfi -i sine=frequency=440 -t 20 -c:v libx264 -preset veryfast -g 50 \
     -b:v 900k -maxrate 900k -bufsize 900k -c:a aac -b:a 64k -f flv "$work/src.flv"
 (exec ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$work/src.flv" \
-    -c copy -f flv "rtmp://$rtmp/live/benchkey") >"$work/ffmpeg.log" 2>&1 &
+    -c copy -f flv "rtmp://$rtmp/live/$key") >"$work/ffmpeg.log" 2>&1 &
 fpid=$!
 pids+=($fpid)
 for _ in $(seq 100); do

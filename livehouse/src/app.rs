@@ -254,6 +254,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             registration_interval: (heartbeat_gap / 4)
                 .clamp(Duration::from_millis(250), Duration::from_secs(5)),
             internal_token: jwt.service_token(),
+            fanout_linger: Duration::from_millis(cfg.im_fanout_linger_ms),
             ..ImConfig::default()
         };
         tracing::info!(gateway = %im_cfg.gateway_id, tcp = %im_cfg.tcp_addr_public, "IM gateway");

@@ -2,17 +2,26 @@
 //!
 //! - `run`: N viewers and M senders in one room. Senders send chat messages carrying their send
 //!   time; every connection reads, ACKs each delivery (1005) and records send-to-receive latency.
-//!   Reports deliveries/s, p50/p99/max latency, server CPU and RSS.
+//!   Reports deliveries/s, p50/p99/max latency, server CPU and RSS (and with `--cache-pid` the
+//!   Redis server's CPU: it shares the cores).
 //! - `idle`: N connections log in and stay idle; reports server RSS per connection.
 //!
 //! The coordinator spreads connections over several worker processes of this same binary (a
 //! process may hold at most 20,000 open files here) and merges their results. Workers talk to it
 //! on stdin/stdout: `READY` → `GO` → `RESULT {json}` (`idle`: `READY` → `EXIT`).
 //!
-//! Tokens come from `POST {http}/bench/tokens?from=&count=` (the `im_bench_server` example).
-//! Only loopback targets make sense; every loop is bounded by `--duration` / `--hold`.
+//! IM tokens come either from `POST {http}/bench/tokens?from=&count=` (the `im_bench_server`
+//! example), or, with `--redis-url URL --cache-prefix PREFIX` (the real `livehouse` binary on
+//! Redis), are written by the workers into that Redis exactly as the api issues them
+//! (`keys::im_token(token)` → user id, 5 min TTL, through `RedisCache`). In the Redis mode the
+//! coordinator also waits (bounded) until the room's member set (`keys::room_members`, kept by
+//! `living` from the gateways' online events) holds every connection before it starts a run or
+//! measures memory, so the `msg` role knows the whole room.
+//! Only loopback targets make sense; every loop and wait is bounded in time.
 
 use clap::{Parser, Subcommand};
+use livehouse_core::cache::{Cache, RedisCache};
+use livehouse_core::events::keys;
 use memchr::memmem::Finder;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -27,6 +36,45 @@ use tokio::net::TcpStream;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Lifetime of an IM token, as `im-core`'s `registry::IM_TOKEN_TTL`.
+const IM_TOKEN_TTL: Duration = Duration::from_secs(300);
+/// Longest wait for the room's member set to hold every connection.
+const MEMBERS_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Where IM tokens come from: the example server's bench route, or the server's Redis.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct Tokens {
+    /// Write the tokens into this Redis (the server's `--redis-url`) instead of asking
+    /// `POST /bench/tokens`; also wait for the room's members there.
+    #[arg(long, requires = "cache_prefix")]
+    redis_url: Option<String>,
+    /// The server's `--cache-prefix` (with `--redis-url`).
+    #[arg(long)]
+    cache_prefix: Option<String>,
+}
+
+impl Tokens {
+    /// The worker flags that pass this source on.
+    fn args(&self) -> Vec<String> {
+        match (&self.redis_url, &self.cache_prefix) {
+            (Some(url), Some(prefix)) => {
+                vec![
+                    format!("--redis-url={url}"),
+                    format!("--cache-prefix={prefix}"),
+                ]
+            }
+            _ => vec![],
+        }
+    }
+
+    async fn redis(&self) -> anyhow::Result<Option<RedisCache>> {
+        match (&self.redis_url, &self.cache_prefix) {
+            (Some(url), Some(prefix)) => Ok(Some(RedisCache::connect(url, prefix).await?)),
+            _ => Ok(None),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -58,9 +106,14 @@ enum Cmd {
         /// Server process id, for its CPU time and RSS.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Cache (Redis) server process id, for its CPU time over the same span.
+        #[arg(long)]
+        cache_pid: Option<u32>,
         /// Clients send their ACKs at most this often (ms), batched; 0 = after every read.
         #[arg(long, default_value_t = 200)]
         ack_delay_ms: u64,
+        #[command(flatten)]
+        tokens: Tokens,
     },
     /// Idle connections: server memory per logged-in WebSocket connection.
     Idle {
@@ -79,6 +132,8 @@ enum Cmd {
         /// Seconds to let the server settle before measuring.
         #[arg(long, default_value_t = 3)]
         settle: u64,
+        #[command(flatten)]
+        tokens: Tokens,
     },
     /// Internal: one worker process.
     #[command(hide = true)]
@@ -100,6 +155,8 @@ enum Cmd {
         warmup: u64,
         #[arg(long, default_value_t = 0)]
         ack_delay_ms: u64,
+        #[command(flatten)]
+        tokens: Tokens,
     },
 }
 
@@ -116,7 +173,9 @@ fn main() -> anyhow::Result<()> {
             procs,
             first_user,
             server_pid,
+            cache_pid,
             ack_delay_ms,
+            tokens,
         } => coordinate_run(RunPlan {
             http,
             viewers,
@@ -128,7 +187,9 @@ fn main() -> anyhow::Result<()> {
             procs: procs.max(1),
             first_user,
             server_pid,
+            cache_pid,
             ack_delay_ms,
+            tokens,
         }),
         Cmd::Idle {
             http,
@@ -138,15 +199,17 @@ fn main() -> anyhow::Result<()> {
             first_user,
             server_pid,
             settle,
-        } => coordinate_idle(
+            tokens,
+        } => coordinate_idle(IdlePlan {
             http,
             conns,
-            procs.max(1),
+            procs: procs.max(1),
             room,
             first_user,
             server_pid,
             settle,
-        ),
+            tokens,
+        }),
         Cmd::Worker {
             http,
             from,
@@ -156,6 +219,7 @@ fn main() -> anyhow::Result<()> {
             duration,
             warmup,
             ack_delay_ms,
+            tokens,
         } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -168,6 +232,7 @@ fn main() -> anyhow::Result<()> {
                 duration,
                 warmup,
                 ack_delay_ms,
+                tokens,
             })),
     }
 }
@@ -185,7 +250,20 @@ struct RunPlan {
     procs: u32,
     first_user: i64,
     server_pid: Option<u32>,
+    cache_pid: Option<u32>,
     ack_delay_ms: u64,
+    tokens: Tokens,
+}
+
+struct IdlePlan {
+    http: String,
+    conns: u32,
+    procs: u32,
+    room: i64,
+    first_user: i64,
+    server_pid: u32,
+    settle: u64,
+    tokens: Tokens,
 }
 
 struct Worker {
@@ -268,7 +346,7 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
     let mut workers = Vec::new();
     let mut next = p.first_user;
     let common = |from: i64, count: u32, rate: f64| -> Vec<String> {
-        vec![
+        let mut args = vec![
             format!("--http={}", p.http),
             format!("--from={from}"),
             format!("--count={count}"),
@@ -277,7 +355,9 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
             format!("--duration={}", p.duration),
             format!("--warmup={}", p.warmup),
             format!("--ack-delay-ms={}", p.ack_delay_ms),
-        ]
+        ];
+        args.extend(p.tokens.args());
+        args
     };
     for n in split(p.viewers, p.procs) {
         workers.push(spawn_worker(&common(next, n, 0.0))?);
@@ -287,17 +367,23 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
         workers.push(spawn_worker(&common(next, p.senders, p.rate))?);
     }
     let t0 = Instant::now();
+    let mut connected = 0u64;
     for w in &workers {
-        w.expect("READY", Duration::from_secs(120))?;
+        let r: serde_json::Value =
+            serde_json::from_str(&w.expect("READY", Duration::from_secs(120))?)?;
+        connected += r["connected"].as_u64().unwrap_or(0);
     }
     eprintln!(
-        "{} connections ready in {:.1}s",
+        "{connected} of {} connections ready in {:.1}s",
         p.viewers + p.senders,
         t0.elapsed().as_secs_f64()
     );
     // Let the presence events reach the room membership.
-    std::thread::sleep(Duration::from_secs(1));
+    if !wait_members(&p.tokens, p.room, connected)? {
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let before = p.server_pid.and_then(proc_usage);
+    let cache_before = p.cache_pid.and_then(proc_usage);
     let start_ms = unix_us() / 1000 + 200;
     for w in &mut workers {
         w.say(&format!("GO {start_ms}"));
@@ -318,6 +404,7 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
         total.add(&r);
     }
     let after = p.server_pid.and_then(proc_usage);
+    let cache_after = p.cache_pid.and_then(proc_usage);
     let _ = resetter.join();
     let server_stats: serde_json::Value = http_request(&p.http, "GET", "/bench/stats")
         .and_then(|b| serde_json::from_str(&b).ok())
@@ -334,6 +421,10 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
         ),
         _ => "n/a".into(),
     };
+    let cache_cpu = match (cache_before, cache_after) {
+        (Some(b), Some(a)) => Some(100.0 * (a.0 - b.0) / (secs + p.warmup as f64)),
+        _ => None,
+    };
     let summary = serde_json::json!({
         "viewers": p.viewers, "senders": p.senders, "ratePerSender": p.rate,
         "seconds": p.duration,
@@ -342,14 +433,22 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
         "deliveriesPerSec": (total.deliveries as f64 / secs).round(),
         "p50Ms": total.percentile(0.50), "p99Ms": total.percentile(0.99), "maxMs": total.max_ms(),
         "kicked": total.kicked, "failedConnects": total.failed, "ackDelayMs": p.ack_delay_ms,
-        "server": server_stats,
+        "server": server_stats, "cacheCpuPercent": cache_cpu.map(f64::round),
     });
+    let server_lag = if server_stats.is_null() {
+        "n/a (no /bench/stats)".to_string()
+    } else {
+        format!(
+            "p50={} ms p99={} ms",
+            server_stats["writeLagP50Ms"], server_stats["writeLagP99Ms"]
+        )
+    };
     println!(
         "viewers={} senders={} rate={}/s each  sent={} (rate-limited {})\n\
          deliveries={} in {}s => {:.0} deliveries/s\n\
          latency send->receive: p50={:.1} ms p99={:.1} ms max={:.1} ms\n\
-         server side, accepted -> written to the socket: p50={} ms p99={} ms\n\
-         connections closed by server: {}, failed connects: {}; client ACKs batched every {} ms\nserver: {}",
+         server side, accepted -> written to the socket: {}\n\
+         connections closed by server: {}, failed connects: {}; client ACKs batched every {} ms\nserver: {}{}",
         p.viewers,
         p.senders,
         p.rate,
@@ -361,12 +460,12 @@ fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
         total.percentile(0.50),
         total.percentile(0.99),
         total.max_ms(),
-        server_stats["writeLagP50Ms"],
-        server_stats["writeLagP99Ms"],
+        server_lag,
         total.kicked,
         total.failed,
         p.ack_delay_ms,
-        cpu
+        cpu,
+        cache_cpu.map_or(String::new(), |c| format!("; cache server: {c:.0}% of one core")),
     );
     println!("JSON {summary}");
     Ok(())
@@ -445,25 +544,29 @@ impl Totals {
     }
 }
 
-fn coordinate_idle(
-    http: String,
-    conns: u32,
-    procs: u32,
-    room: i64,
-    first_user: i64,
-    server_pid: u32,
-    settle: u64,
-) -> anyhow::Result<()> {
+fn coordinate_idle(p: IdlePlan) -> anyhow::Result<()> {
+    let IdlePlan {
+        http,
+        conns,
+        procs,
+        room,
+        first_user,
+        server_pid,
+        settle,
+        tokens,
+    } = p;
     let (_, rss0) = proc_usage(server_pid).ok_or_else(|| anyhow::anyhow!("no such pid"))?;
     let mut workers = Vec::new();
     let mut next = first_user;
     for n in split(conns, procs) {
-        workers.push(spawn_worker(&[
+        let mut args = vec![
             format!("--http={http}"),
             format!("--from={next}"),
             format!("--count={n}"),
             format!("--room={room}"),
-        ])?);
+        ];
+        args.extend(tokens.args());
+        workers.push(spawn_worker(&args)?);
         next += n as i64;
     }
     let mut ready = 0u64;
@@ -474,6 +577,7 @@ fn coordinate_idle(
         ready += r["connected"].as_u64().unwrap_or(0);
         failed += r["failed"].as_u64().unwrap_or(0);
     }
+    wait_members(&tokens, room, ready)?;
     std::thread::sleep(Duration::from_secs(settle));
     let (_, rss1) = proc_usage(server_pid).ok_or_else(|| anyhow::anyhow!("server gone"))?;
     for w in &mut workers {
@@ -499,6 +603,37 @@ fn coordinate_idle(
     Ok(())
 }
 
+/// With tokens from Redis: waits until the room's member set there holds `want` users (the
+/// presence events have gone through `living`), at most [`MEMBERS_DEADLINE`]. `Ok(false)` when
+/// there is no Redis to look at (the example server keeps its members in memory).
+fn wait_members(tokens: &Tokens, room: i64, want: u64) -> anyhow::Result<bool> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let Some(cache) = tokens.redis().await? else {
+            return Ok(false);
+        };
+        let key = keys::room_members(room);
+        let t0 = Instant::now();
+        loop {
+            let have = cache.set_card(&key).await? as u64;
+            if have >= want {
+                eprintln!(
+                    "room {room}: {have} members in the cache after {:.1}s",
+                    t0.elapsed().as_secs_f64()
+                );
+                return Ok(true);
+            }
+            anyhow::ensure!(
+                t0.elapsed() < MEMBERS_DEADLINE,
+                "room {room} has {have} of {want} members after {MEMBERS_DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
 // ---------------------------------------------------------------- worker
 
 struct WorkerPlan {
@@ -510,6 +645,7 @@ struct WorkerPlan {
     duration: u64,
     warmup: u64,
     ack_delay_ms: u64,
+    tokens: Tokens,
 }
 
 fn unix_us() -> u64 {
@@ -547,8 +683,29 @@ async fn fetch_tokens(http: &str, from: i64, count: u32) -> anyhow::Result<Vec<S
     Ok(serde_json::from_str(body)?)
 }
 
+/// Issues IM tokens for users `from..from+count` the way the api does
+/// (`registry::issue_im_token`): `im:token:<random 32 hex>` → the user id, 5 min TTL.
+async fn issue_tokens(cache: &RedisCache, from: i64, count: u32) -> anyhow::Result<Vec<String>> {
+    let mut tokens = Vec::with_capacity(count as usize);
+    for user in from..from + i64::from(count) {
+        let token = livehouse_core::ids::random_hex(16);
+        cache
+            .set(
+                &keys::im_token(&token),
+                &user.to_string(),
+                Some(IM_TOKEN_TTL),
+            )
+            .await?;
+        tokens.push(token);
+    }
+    Ok(tokens)
+}
+
 async fn worker(p: WorkerPlan) -> anyhow::Result<()> {
-    let tokens = fetch_tokens(&p.http, p.from, p.count).await?;
+    let tokens = match p.tokens.redis().await? {
+        Some(cache) => issue_tokens(&cache, p.from, p.count).await?,
+        None => fetch_tokens(&p.http, p.from, p.count).await?,
+    };
     let shared = Arc::new(Shared {
         hist: Mutex::new(vec![0; BUCKETS]),
         ..Shared::default()
