@@ -201,7 +201,13 @@ pub struct Gateway {
     linger: Mutex<Linger>,
     /// Serializes fan-outs, so messages keep their order across flushes.
     delivering: Mutex<()>,
+    /// Bounds the heartbeat refreshes of the cache in flight (they run beside the sessions).
+    pub(crate) refreshes: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most heartbeat cache refreshes in flight at once; a heartbeat finding none free skips its
+/// refresh and the session retries on its next beat (the binding lives two gaps).
+const MAX_REFRESHES_IN_FLIGHT: usize = 512;
 
 #[derive(Default)]
 struct Linger {
@@ -231,6 +237,7 @@ impl Gateway {
             sweeper_started: AtomicBool::new(false),
             linger: Mutex::new(Linger::default()),
             delivering: Mutex::new(()),
+            refreshes: Arc::new(tokio::sync::Semaphore::new(MAX_REFRESHES_IN_FLIGHT)),
         })
     }
 

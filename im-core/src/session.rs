@@ -471,16 +471,30 @@ where
                 if now.saturating_sub(self.refreshed_at) < quarter {
                     return Flow::Continue;
                 }
-                self.refreshed_at = now;
-                if let Err(e) = crate::registry::bind_user(
-                    &*self.gw.cache,
-                    login.user,
-                    &self.gw.cfg.gateway_id,
-                    2 * self.gw.cfg.heartbeat_gap,
-                )
-                .await
-                {
-                    tracing::warn!(error = %e, user = login.user, "heartbeat refresh failed");
+                // The refresh runs beside the session, so a slow cache never holds up the
+                // session's own reads and writes (a burst of heartbeats once did).
+                match self.gw.refreshes.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        self.refreshed_at = now;
+                        let (gw, user) = (self.gw.clone(), login.user);
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            let ttl = 2 * gw.cfg.heartbeat_gap;
+                            if let Err(e) = crate::registry::bind_user(
+                                &*gw.cache,
+                                user,
+                                &gw.cfg.gateway_id,
+                                ttl,
+                            )
+                            .await
+                            {
+                                tracing::warn!(error = %e, user, "heartbeat refresh failed");
+                            }
+                        });
+                    }
+                    Err(_) => {
+                        tracing::debug!(user = login.user, "refresh skipped: too many in flight")
+                    }
                 }
                 Flow::Continue
             }
