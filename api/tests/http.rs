@@ -9,7 +9,7 @@ use livehouse_living::LivingService;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Server {
     base: String,
@@ -135,22 +135,6 @@ fn assert_error(got: (StatusCode, Value), status: StatusCode, needle: &str) {
         msg.contains(needle),
         "message `{msg}` should mention `{needle}`"
     );
-}
-
-async fn poll<F, Fut>(what: &str, deadline: Duration, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(
-            start.elapsed() < deadline,
-            "{what} did not happen within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    start.elapsed()
 }
 
 macro_rules! api_suite {
@@ -281,11 +265,11 @@ macro_rules! api_suite {
                         v["data"]["list"].as_array().unwrap().iter().any(|r| r["id"] == json!(room))
                     }
                 };
-                let appeared = poll("room appears in the list", Duration::from_secs(2), || in_list(&s)).await;
+                let appeared = testenv::poll_until("room appears in the list", Duration::from_secs(2), || in_list(&s)).await;
                 let (_, page) = s.post("/living/list", None, json!({"type": 1, "page": 1, "pageSize": 10})).await;
                 assert!(page["data"]["list"].as_array().unwrap().is_empty(), "a PK room is not in the normal list");
                 s.post("/living/closeLiving", Some(&anchor), json!({"roomId": room})).await;
-                let left = poll("room leaves the list", Duration::from_secs(2), || async { !in_list(&s).await }).await;
+                let left = testenv::poll_until("room leaves the list", Duration::from_secs(2), || async { !in_list(&s).await }).await;
                 eprintln!("appeared after {appeared:?}, left after {left:?}");
             }
 

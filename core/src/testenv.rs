@@ -56,3 +56,25 @@ pub async fn fresh_database(mysql_server: Option<&str>) -> sea_orm::DatabaseConn
         }
     }
 }
+
+/// Polls `cond` every 25 ms until it holds; panics naming `what` after `deadline`.
+/// Returns how long it took. Tests wait with this instead of sleeping.
+pub async fn poll_until<F, Fut>(
+    what: &str,
+    deadline: std::time::Duration,
+    mut cond: F,
+) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !cond().await {
+        assert!(
+            start.elapsed() < deadline,
+            "{what} did not happen within {deadline:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    start.elapsed()
+}

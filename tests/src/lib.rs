@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The binary under test: `$LIVEHOUSE_BIN`, else `target/debug/livehouse`
 /// (`scripts/test.sh` builds it before the tests run).
@@ -29,23 +29,7 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("bound address")
 }
 
-/// Polls `cond` every 25 ms until it holds; panics naming `what` after `deadline`.
-/// Returns how long it took.
-pub async fn poll_until<F, Fut>(what: &str, deadline: Duration, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(
-            start.elapsed() < deadline,
-            "{what} did not happen within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    start.elapsed()
-}
+pub use livehouse_core::testenv::poll_until;
 
 /// A running `livehouse` process on its own ports and data dir; killed on drop.
 pub struct Livehouse {
