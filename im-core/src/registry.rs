@@ -137,6 +137,30 @@ pub(crate) async fn bind_user(
     Ok(())
 }
 
+/// A heartbeat's refresh: extends the user's binding and records the heartbeat. Returns
+/// `false` when the binding had expired (a cache outage longer than its TTL) and had to be
+/// written again, so the caller can announce the session anew.
+pub(crate) async fn refresh_user(
+    cache: &dyn Cache,
+    user_id: i64,
+    gateway_id: &str,
+    ttl: Duration,
+) -> anyhow::Result<bool> {
+    let key = keys::user_gateway(user_id);
+    let alive = cache.expire(&key, ttl).await?;
+    if !alive {
+        cache.set(&key, gateway_id, Some(ttl)).await?;
+    }
+    cache
+        .zadd(
+            &keys::online_shard(user_id),
+            &user_id.to_string(),
+            now_ms() as f64,
+        )
+        .await?;
+    Ok(alive)
+}
+
 /// Removes the binding (if it still names this gateway) and the online entry.
 pub(crate) async fn unbind_user(
     cache: &dyn Cache,

@@ -476,19 +476,23 @@ where
                 match self.gw.refreshes.clone().try_acquire_owned() {
                     Ok(permit) => {
                         self.refreshed_at = now;
-                        let (gw, user) = (self.gw.clone(), login.user);
+                        let (gw, user, room) = (self.gw.clone(), login.user, login.room);
                         tokio::spawn(async move {
                             let _permit = permit;
                             let ttl = 2 * gw.cfg.heartbeat_gap;
-                            if let Err(e) = crate::registry::bind_user(
-                                &*gw.cache,
-                                user,
-                                &gw.cfg.gateway_id,
-                                ttl,
-                            )
-                            .await
-                            {
-                                tracing::warn!(error = %e, user, "heartbeat refresh failed");
+                            let id = &gw.cfg.gateway_id;
+                            match crate::registry::refresh_user(&*gw.cache, user, id, ttl).await {
+                                Ok(true) => {}
+                                // The binding had expired, so living may have dropped the user
+                                // from the room: announce the session again.
+                                Ok(false) => {
+                                    if let Some(room) = room {
+                                        Self::presence(&gw, TOPIC_ONLINE, user, room).await;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, user, "heartbeat refresh failed")
+                                }
                             }
                         });
                     }

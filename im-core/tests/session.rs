@@ -347,3 +347,37 @@ async fn chat_carries_the_name_the_token_was_issued_for_not_the_one_claimed() {
     );
     assert_eq!(data["content"], "hi");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_restores_an_expired_binding_and_announces_the_session_again() {
+    let env = start().await;
+    let online = env.watch_presence(TOPIC_ONLINE).await;
+    let mut c = env.tcp_login(21, 300).await;
+    eventually("first online event", || async { online.lock().len() == 1 }).await;
+    // A cache outage longer than the binding's TTL: the binding is gone.
+    env.cache.del(&keys::user_gateway(21)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // The gateway refreshes at most once per quarter gap, so keep beating until it does.
+        c.send(code::HEARTBEAT, r#"{"appId":10001,"userId":21}"#)
+            .await;
+        assert_eq!(
+            c.expect(code::HEARTBEAT).await.data.as_deref(),
+            Some("true")
+        );
+        if cache_get(&env, &keys::user_gateway(21)).await.as_deref() == Some("gw-test") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binding not restored by heartbeats"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually("the session is announced again", || async {
+        online.lock().len() == 2
+    })
+    .await;
+    let again = online.lock()[1].clone();
+    assert_eq!((again.user_id, again.room_id), (21, 300));
+}
