@@ -155,6 +155,12 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             .context("migrating the users table")?;
     }
     let living = LivingService::new(backends.db.clone(), backends.cache.clone());
+    if role != Role::All && cfg.jwt_secret.is_none() {
+        tracing::warn!(
+            "no --jwt-secret: this process uses the secret in its own data dir; processes of one \
+             deployment must share a secret, or sessions and internal calls fail across them"
+        );
+    }
     let jwt = JwtKeys::new(&jwt_secret(&cfg)?);
     let http_listener = bind(cfg.http_addr, "HTTP").await?;
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
