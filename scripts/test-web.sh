@@ -12,10 +12,19 @@ cd "$(dirname "$0")/.."
 export LIVEHOUSE_BIN="${LIVEHOUSE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/livehouse}"
 LIVEHOUSE_BIN="$(realpath -m "$LIVEHOUSE_BIN")"
 [ -x "$LIVEHOUSE_BIN" ] || cargo build --bin livehouse
-for tool in node npm ffmpeg; do
-    command -v "$tool" >/dev/null || { echo "test-web: $tool is missing (run .ci/web.sh)" >&2; exit 1; }
-done
-[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || { echo "test-web: chromium is missing (run .ci/web.sh)" >&2; exit 1; }
+# Like the other real-tool suites: skipped (and said so) on a machine without the tools, a
+# failure when LIVEHOUSE_REQUIRE_BACKENDS=1 (CI).
+missing=()
+for tool in node npm ffmpeg; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "${LIVEHOUSE_REQUIRE_BACKENDS:-}" = 1 ]; then
+        echo "test-web: ${missing[*]} missing but LIVEHOUSE_REQUIRE_BACKENDS=1 (run .ci/web.sh)" >&2
+        exit 1
+    fi
+    echo "SKIPPED: browser tests (${missing[*]} missing; .ci/web.sh installs them)"
+    exit 0
+fi
 mkdir -p target/screenshots
 cd web
 npm ci --no-audit --no-fund --loglevel=error
