@@ -92,7 +92,7 @@ fn random_text_never_panics_the_websocket_json_parser() {
             let i = rng.next() as usize % input.len();
             input[i] = rng.next() as u8;
         }
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             let cut = rng.next() as usize % input.len();
             input.truncate(cut);
         }
