@@ -92,6 +92,24 @@ async fn sigterm_stops_the_process_cleanly() {
     assert!(status.success(), "graceful exit, got {status:?}");
 }
 
+/// Starts `livehouse --config file [args…]`, waits until `addr` answers `/healthz`, stops it.
+async fn answers_on(file: &std::path::Path, args: &[&str], addr: std::net::SocketAddr, what: &str) {
+    let mut child = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(file)
+        .args(args)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://{addr}/healthz");
+    livehouse_e2e::poll_until(what, Duration::from_secs(30), || {
+        let url = url.clone();
+        async move { reqwest::get(url).await.is_ok() }
+    })
+    .await;
+    child.kill().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_settings_file_configures_the_process_and_flags_override_it() {
     let dir = std::env::temp_dir().join(format!("livehouse-cfg-{}", std::process::id()));
@@ -108,41 +126,15 @@ async fn a_settings_file_configures_the_process_and_flags_override_it() {
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(binary())
-        .arg("--config")
-        .arg(&file)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://{from_file}/healthz");
-    livehouse_e2e::poll_until(
-        "the file's http-addr answers",
-        Duration::from_secs(30),
-        || {
-            let url = url.clone();
-            async move { reqwest::get(url).await.is_ok() }
-        },
-    )
-    .await;
-    child.kill().await.unwrap();
-    let mut child = tokio::process::Command::new(binary())
-        .arg("--config")
-        .arg(&file)
-        .args(["--http-addr", &from_flag.to_string()])
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://{from_flag}/healthz");
-    livehouse_e2e::poll_until(
+    answers_on(&file, &[], from_file, "the file's http-addr answers").await;
+    let flag = from_flag.to_string();
+    answers_on(
+        &file,
+        &["--http-addr", &flag],
+        from_flag,
         "the flag's http-addr answers",
-        Duration::from_secs(30),
-        || {
-            let url = url.clone();
-            async move { reqwest::get(url).await.is_ok() }
-        },
     )
     .await;
-    child.kill().await.unwrap();
     std::fs::write(&file, "this line has no equals sign\n").unwrap();
     let out = std::process::Command::new(binary())
         .arg("--config")
