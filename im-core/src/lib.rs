@@ -8,6 +8,8 @@
 //! Code map:
 //! - [`protocol`]: frame codec, WebSocket JSON form, [`protocol::ImMsgBody`], codes. Pure.
 //! - [`ws`]: server side of RFC 6455 framing (handshake key, decoder, frame encoders). Pure.
+//! - `ack`: the allocation-free reader of ACK frames in the compact form clients write (the
+//!   most frequent input at fan-out load); everything else takes the general parser.
 //! - `hub`: the local index (connections, user → sessions) and each session's shared handle
 //!   (bounded outbox, kick flag, deadlines).
 //! - `session`: one task per connection, owning all per-connection state.
@@ -23,6 +25,7 @@
 //!
 //! Must not: read the database or know room membership (the `msg` role decides receivers).
 
+mod ack;
 mod gateway;
 mod http;
 mod hub;

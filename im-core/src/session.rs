@@ -248,7 +248,16 @@ where
             },
             Wire::Ws => loop {
                 match self.ws.decode(&mut self.rbuf) {
-                    Ok(Some(WsEvent::Text(t))) => break Some(ws_text(&t)),
+                    Ok(Some(WsEvent::Text(t))) => {
+                        if self.login.is_some() {
+                            if let Some(id) = crate::ack::ws_ack_id(&t) {
+                                self.touch();
+                                self.on_ack(id);
+                                continue;
+                            }
+                        }
+                        break Some(ws_text(&t));
+                    }
                     Ok(Some(WsEvent::Binary(b))) => break Some(ws_binary(b)),
                     Ok(Some(WsEvent::Ping(p))) => {
                         self.push_reply(ws::frame(ws::OP_PONG, &p));
@@ -431,6 +440,12 @@ where
     async fn handle(&mut self, f: Frame) -> Flow {
         if f.code == code::FIRST {
             return Flow::Continue;
+        }
+        if f.code == code::ACK && self.login.is_some() {
+            if let Some(id) = crate::ack::body_ack_id(&f.body) {
+                self.on_ack(id);
+                return Flow::Continue;
+            }
         }
         let body = match f.parse_body() {
             Ok(b) => b,

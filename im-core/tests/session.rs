@@ -99,6 +99,72 @@ async fn chat_across_clients_with_ack() {
     assert_eq!(env.gw.stats().chat_published, 2);
 }
 
+/// ACKs clear a delivery whichever reader takes them: the compact form clients write (the
+/// allocation-free fast path) and any other valid form (the general parser), on both wires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_in_compact_and_other_forms_both_clear_the_retry() {
+    let env = start().await;
+    let mut fast_ws = env.ws_login(1, 4).await;
+    let mut slow_ws = env.ws_login(2, 4).await;
+    let mut fast_tcp = env.tcp_login(3, 4).await;
+    let mut slow_tcp = env.tcp_login(4, 4).await;
+    let id = env.push(4, 99, vec![1, 2, 3, 4], "x").await;
+    for c in [&mut fast_ws, &mut slow_ws] {
+        assert_eq!(
+            c.expect(code::BIZ).await.msg_id.as_deref(),
+            Some(id.as_str())
+        );
+    }
+    for c in [&mut fast_tcp, &mut slow_tcp] {
+        assert_eq!(
+            c.expect(code::BIZ).await.msg_id.as_deref(),
+            Some(id.as_str())
+        );
+    }
+    // As web/js/im.js writes it (JSON.stringify, keys in insertion order, no spaces).
+    let body = format!(r#"{{"appId":10001,"userId":1,"msgId":"{id}"}}"#);
+    fast_ws
+        .send_text(&format!(
+            r#"{{"magic":18673,"code":1005,"len":{},"body":{}}}"#,
+            body.len(),
+            serde_json::to_string(&body).unwrap()
+        ))
+        .await;
+    // Spaces and another key order: not the compact form, still a valid ACK.
+    let body = format!(r#"{{ "msgId": "{id}", "userId": 2 }}"#);
+    slow_ws
+        .send_text(&format!(
+            r#"{{"body": {}, "code": 1005, "magic": 18673, "len": {}}}"#,
+            serde_json::to_string(&body).unwrap(),
+            body.len()
+        ))
+        .await;
+    fast_tcp
+        .send(code::ACK, &format!(r#"{{"msgId":"{id}"}}"#))
+        .await;
+    slow_tcp
+        .send(code::ACK, &format!(r#"{{ "msgId" : "{id}" }}"#))
+        .await;
+    // Nobody gets the retry (ack timeout 500 ms), and no ACK was answered with an error.
+    assert!(fast_ws
+        .recv_within(Duration::from_millis(1200))
+        .await
+        .is_none());
+    assert!(slow_ws
+        .recv_within(Duration::from_millis(100))
+        .await
+        .is_none());
+    assert!(fast_tcp
+        .recv_within(Duration::from_millis(100))
+        .await
+        .is_none());
+    assert!(slow_tcp
+        .recv_within(Duration::from_millis(100))
+        .await
+        .is_none());
+    assert_eq!(env.gw.stats().retried, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_clears_and_missing_ack_gets_one_retry() {
     let env = start().await;
