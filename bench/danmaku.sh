@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # IM gateway load ("danmaku"): fan-out throughput/latency and idle memory per connection.
 #
-#   bench/danmaku.sh [fanout|idle|all]      (default: all)
+#   bench/danmaku.sh [fanout|idle|floor|all]      (default: all)
+#
+# floor: what one loopback TCP write and read cost on this machine (`loopback_cost`), and the
+# least CPU any gateway needs for one fan-out round to VIEWERS (one write per connection).
 #
 # SERVER=livehouse (default): the real all-in-one binary (`target/release/livehouse`: api, living,
 # msg, im-core and media in one process) on the local Redis (REDIS_URL, a fresh cache prefix per
@@ -41,7 +44,7 @@ case "$SERVER" in
   *) echo "SERVER must be livehouse or example" >&2; exit 2 ;;
 esac
 
-cargo build --release -q -p livehouse-bench --bin ws_load
+cargo build --release -q -p livehouse-bench --bin ws_load --bin loopback_cost
 if [[ "$SERVER" == livehouse ]]; then
   cargo build --release -q --bin livehouse
   command -v redis-cli >/dev/null || { echo "redis-cli is needed with SERVER=livehouse" >&2; exit 2; }
@@ -145,6 +148,12 @@ if [[ "${CLIENT_SCHED:-batch}" == batch ]] && command -v chrt >/dev/null; then
 fi
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); server: $SERVER"
+
+if [[ "$MODE" == floor || "$MODE" == all ]]; then
+  echo "== floor: loopback TCP write/read cost (2,000 and 9,000 connections)"
+  target/release/loopback_cost --pairs 2000 --rounds 50 --viewers "$VIEWERS"
+  target/release/loopback_cost --pairs 9000 --rounds 20 --viewers "$VIEWERS"
+fi
 
 if [[ "$MODE" == idle || "$MODE" == all ]]; then
   echo "== idle: $IDLE_CONNS logged-in WebSocket connections over $PROCS processes"
