@@ -12,11 +12,6 @@ mod config;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc malloc: the gateway allocates and frees small buffers on every
-/// worker thread at once, and glibc's arena locks showed up in the danmaku profile.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if let Err(e) = config::load_file_into_env(&args) {
