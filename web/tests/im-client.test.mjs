@@ -78,6 +78,25 @@ describe('chat client protocol (scripted gateway)', { timeout: 120000 }, () => {
     assert.equal(await page.locator('[data-testid=chat-line] .content', { hasText: 'elsewhere' }).count(), 0);
   });
 
+  it('sends the ACKs of one flush period together, each still its own 1005 frame', async () => {
+    const flushMs = await page.evaluate(async () => (await import('/js/im.js')).ACK_FLUSH_MS);
+    // Only the test moves the page clock now.
+    await page.clock.pauseAt(await page.evaluate(() => Date.now() + 5));
+    const acks0 = gw.of(1005).length;
+    const delivered = () => page.evaluate(() => window.__imClient.stats.delivered);
+    const d0 = await delivered();
+    for (const msgId of ['b-1', 'b-2', 'b-3']) gw.deliver({ msgId, userId: 999, roomId, content: msgId, senderName: 'Zed' });
+    await until('the three deliveries', async () => (await delivered()) >= d0 + 3, { timeoutMs: 3000 });
+    await page.clock.runFor(flushMs - 20);
+    // A negative check needs some real time to pass: the frames would have arrived by now.
+    await page.waitForTimeout(200);
+    assert.equal(gw.of(1005).length, acks0, 'no ACK before the flush period ends');
+    await page.clock.runFor(40);
+    await until('the three ACKs', () => gw.of(1005).length >= acks0 + 3, { timeoutMs: 3000 });
+    assert.deepEqual(gw.of(1005).slice(acks0).map((f) => f.body.msgId), ['b-1', 'b-2', 'b-3']);
+    await page.clock.resume();
+  });
+
   it('sends chat as code 1003, bizCode 5555, data {roomId, content}', async () => {
     await page.getByTestId('chat-input').fill('héllo 👋');
     await page.getByTestId('chat-input').press('Enter');
