@@ -80,189 +80,82 @@ impl Tokens {
 #[derive(Subcommand)]
 enum Cmd {
     /// Fan-out run: viewers + senders in one room.
-    Run {
-        #[arg(long, default_value = "127.0.0.1:18080")]
-        http: String,
-        #[arg(long, default_value_t = 10_000)]
-        viewers: u32,
-        #[arg(long, default_value_t = 20)]
-        senders: u32,
-        /// Messages per second per sender (the gateway allows 5).
-        #[arg(long, default_value_t = 5.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 1)]
-        room: i64,
-        /// Measured seconds (after the warm-up).
-        #[arg(long, default_value_t = 20)]
-        duration: u64,
-        #[arg(long, default_value_t = 3)]
-        warmup: u64,
-        /// Viewer worker processes (senders get one more).
-        #[arg(long, default_value_t = 4)]
-        procs: u32,
-        /// First user id.
-        #[arg(long, default_value_t = 1_000_000)]
-        first_user: i64,
-        /// Server process id, for its CPU time and RSS.
-        #[arg(long)]
-        server_pid: Option<u32>,
-        /// Cache (Redis) server process id, for its CPU time over the same span.
-        #[arg(long)]
-        cache_pid: Option<u32>,
-        /// Clients send their ACKs at most this often (ms), batched; 0 = after every read.
-        #[arg(long, default_value_t = 200)]
-        ack_delay_ms: u64,
-        #[command(flatten)]
-        tokens: Tokens,
-    },
+    Run(RunPlan),
     /// Idle connections: server memory per logged-in WebSocket connection.
-    Idle {
-        #[arg(long, default_value = "127.0.0.1:18080")]
-        http: String,
-        #[arg(long, default_value_t = 15_000)]
-        conns: u32,
-        #[arg(long, default_value_t = 4)]
-        procs: u32,
-        #[arg(long, default_value_t = 1)]
-        room: i64,
-        #[arg(long, default_value_t = 2_000_000)]
-        first_user: i64,
-        #[arg(long)]
-        server_pid: u32,
-        /// Seconds to let the server settle before measuring.
-        #[arg(long, default_value_t = 3)]
-        settle: u64,
-        #[command(flatten)]
-        tokens: Tokens,
-    },
+    Idle(IdlePlan),
     /// Internal: one worker process.
     #[command(hide = true)]
-    Worker {
-        #[arg(long)]
-        http: String,
-        #[arg(long)]
-        from: i64,
-        #[arg(long)]
-        count: u32,
-        #[arg(long)]
-        room: i64,
-        /// Messages per second per connection (0 = viewer).
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 0)]
-        duration: u64,
-        #[arg(long, default_value_t = 0)]
-        warmup: u64,
-        #[arg(long, default_value_t = 0)]
-        ack_delay_ms: u64,
-        #[command(flatten)]
-        tokens: Tokens,
-    },
+    Worker(WorkerPlan),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Run {
-            http,
-            viewers,
-            senders,
-            rate,
-            room,
-            duration,
-            warmup,
-            procs,
-            first_user,
-            server_pid,
-            cache_pid,
-            ack_delay_ms,
-            tokens,
-        } => coordinate_run(RunPlan {
-            http,
-            viewers,
-            senders,
-            rate,
-            room,
-            duration,
-            warmup,
-            procs: procs.max(1),
-            first_user,
-            server_pid,
-            cache_pid,
-            ack_delay_ms,
-            tokens,
-        }),
-        Cmd::Idle {
-            http,
-            conns,
-            procs,
-            room,
-            first_user,
-            server_pid,
-            settle,
-            tokens,
-        } => coordinate_idle(IdlePlan {
-            http,
-            conns,
-            procs: procs.max(1),
-            room,
-            first_user,
-            server_pid,
-            settle,
-            tokens,
-        }),
-        Cmd::Worker {
-            http,
-            from,
-            count,
-            room,
-            rate,
-            duration,
-            warmup,
-            ack_delay_ms,
-            tokens,
-        } => tokio::runtime::Builder::new_current_thread()
+        Cmd::Run(p) => coordinate_run(p),
+        Cmd::Idle(p) => coordinate_idle(p),
+        Cmd::Worker(p) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(worker(WorkerPlan {
-                http,
-                from,
-                count,
-                room,
-                rate,
-                duration,
-                warmup,
-                ack_delay_ms,
-                tokens,
-            })),
+            .block_on(worker(p)),
     }
 }
 
 // ---------------------------------------------------------------- coordinator
 
+#[derive(clap::Args)]
 struct RunPlan {
+    #[arg(long, default_value = "127.0.0.1:18080")]
     http: String,
+    #[arg(long, default_value_t = 10_000)]
     viewers: u32,
+    #[arg(long, default_value_t = 20)]
     senders: u32,
+    /// Messages per second per sender (the gateway allows 5).
+    #[arg(long, default_value_t = 5.0)]
     rate: f64,
+    #[arg(long, default_value_t = 1)]
     room: i64,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 20)]
     duration: u64,
+    #[arg(long, default_value_t = 3)]
     warmup: u64,
+    /// Viewer worker processes (senders get one more).
+    #[arg(long, default_value_t = 4)]
     procs: u32,
+    /// First user id.
+    #[arg(long, default_value_t = 1_000_000)]
     first_user: i64,
+    /// Server process id, for its CPU time and RSS.
+    #[arg(long)]
     server_pid: Option<u32>,
+    /// Cache (Redis) server process id, for its CPU time over the same span.
+    #[arg(long)]
     cache_pid: Option<u32>,
+    /// Clients send their ACKs at most this often (ms), batched; 0 = after every read.
+    #[arg(long, default_value_t = 200)]
     ack_delay_ms: u64,
+    #[command(flatten)]
     tokens: Tokens,
 }
 
+#[derive(clap::Args)]
 struct IdlePlan {
+    #[arg(long, default_value = "127.0.0.1:18080")]
     http: String,
+    #[arg(long, default_value_t = 15_000)]
     conns: u32,
+    #[arg(long, default_value_t = 4)]
     procs: u32,
+    #[arg(long, default_value_t = 1)]
     room: i64,
+    #[arg(long, default_value_t = 2_000_000)]
     first_user: i64,
+    #[arg(long)]
     server_pid: u32,
+    /// Seconds to let the server settle before measuring.
+    #[arg(long, default_value_t = 3)]
     settle: u64,
+    #[command(flatten)]
     tokens: Tokens,
 }
 
@@ -319,6 +212,7 @@ impl Worker {
 }
 
 fn split(total: u32, parts: u32) -> Vec<u32> {
+    let parts = parts.max(1);
     (0..parts)
         .map(|i| total / parts + u32::from(i < total % parts))
         .filter(|n| *n > 0)
@@ -636,15 +530,26 @@ fn wait_members(tokens: &Tokens, room: i64, want: u64) -> anyhow::Result<bool> {
 
 // ---------------------------------------------------------------- worker
 
+#[derive(clap::Args)]
 struct WorkerPlan {
+    #[arg(long)]
     http: String,
+    #[arg(long)]
     from: i64,
+    #[arg(long)]
     count: u32,
+    #[arg(long)]
     room: i64,
+    /// Messages per second per connection (0 = viewer).
+    #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    #[arg(long, default_value_t = 0)]
     duration: u64,
+    #[arg(long, default_value_t = 0)]
     warmup: u64,
+    #[arg(long, default_value_t = 0)]
     ack_delay_ms: u64,
+    #[command(flatten)]
     tokens: Tokens,
 }
 
