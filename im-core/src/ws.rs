@@ -121,8 +121,20 @@ impl Decoder for WsCodec {
                 }
                 n => (n as u64, 2),
             };
-            let so_far = self.frag.as_ref().map_or(0, |(_, b)| b.len()) as u64;
-            if len + so_far > MAX_FRAME as u64 {
+            let is_control = op & 0x08 != 0;
+            if is_control && (!fin || len > 125) {
+                // RFC 6455 §5.5: control frames are short and never fragmented.
+                return Err(WsError::Protocol("bad control frame"));
+            }
+            // Checked before any arithmetic: `len` is whatever the peer wrote (up to u64::MAX).
+            // A control frame may arrive between the fragments of a message and does not add to
+            // it.
+            let so_far = if is_control {
+                0
+            } else {
+                self.frag.as_ref().map_or(0, |(_, b)| b.len())
+            };
+            if len > (MAX_FRAME - so_far) as u64 {
                 return Err(WsError::TooLarge);
             }
             let len = len as usize;
@@ -137,9 +149,6 @@ impl Decoder for WsCodec {
             unmask(&mut payload, mask);
             match op {
                 OP_CLOSE | OP_PING | OP_PONG => {
-                    if !fin || len > 125 {
-                        return Err(WsError::Protocol("bad control frame"));
-                    }
                     return Ok(Some(match op {
                         OP_PING => WsEvent::Ping(payload.freeze()),
                         OP_PONG => WsEvent::Pong,
@@ -304,6 +313,31 @@ mod tests {
         assert!(matches!(c.decode(&mut buf), Err(WsError::Protocol(_))));
         let mut buf = BytesMut::from(&client_frame(true, OP_TEXT, &[0xff, 0xfe])[..]);
         assert_eq!(c.decode(&mut buf), Err(WsError::BadUtf8));
+    }
+
+    /// Regression: a continuation frame with the 64-bit length `u64::MAX` after a fragment made
+    /// `len + so_far` wrap and `split_to` panic.
+    #[test]
+    fn huge_continuation_length_is_refused_not_wrapped() {
+        for len in [
+            u64::MAX,
+            u64::MAX - 1,
+            (MAX_FRAME as u64) << 40,
+            MAX_FRAME as u64,
+        ] {
+            let mut c = WsCodec::default();
+            let mut buf = BytesMut::from(&client_frame(false, OP_TEXT, b"a")[..]);
+            assert_eq!(c.decode(&mut buf), Ok(None));
+            buf.extend_from_slice(&[0x80, 0x80 | 127]);
+            buf.extend_from_slice(&len.to_be_bytes());
+            buf.extend_from_slice(&[1, 2, 3, 4]);
+            assert_eq!(c.decode(&mut buf), Err(WsError::TooLarge), "length {len}");
+        }
+        // A control frame announcing more than 125 bytes is refused from its header.
+        let mut c = WsCodec::default();
+        let mut buf = BytesMut::from(&[0x89u8, 0x80 | 127][..]);
+        buf.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(c.decode(&mut buf), Err(WsError::Protocol(_))));
     }
 
     #[test]
