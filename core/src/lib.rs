@@ -1,8 +1,9 @@
 //! # livehouse-core
 //!
 //! The small crate every role shares. It owns:
-//! - the **ports**: [`cache::Cache`] (key/value, lists, sets, sorted sets with TTLs) and the event
-//!   bus ([`bus`]), each with an embedded adapter (in-process) and a distributed one (Redis, Kafka);
+//! - the **ports**: [`cache::Cache`] (key/value, lists, sets, sorted sets with TTLs), the event
+//!   bus ([`bus`]) and each room's chat stream ([`chatlog::ChatLog`]), each with an embedded
+//!   adapter (in-process) and a distributed one (Redis, Kafka);
 //! - [`backends::Backends`], the bundle of connected ports a role's `run` receives;
 //! - a few shared helpers: clock ([`time`]), random tokens ([`ids`]), JWT ([`auth`]).
 //!
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod backends;
 pub mod bus;
 pub mod cache;
+pub mod chatlog;
 pub mod db;
 pub mod events;
 pub mod ids;
