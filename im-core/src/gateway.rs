@@ -35,6 +35,8 @@ pub struct ImConfig {
     pub ws_addr_public: String,
     /// Base URL of this gateway's HTTP server (where `msg` posts `/internal/im/push`).
     pub push_url: String,
+    /// A connection that has not logged in this long after it opened is closed (design §4).
+    pub login_timeout: Duration,
     /// Expected client heartbeat period; a session silent for 2 gaps is closed, and a binding
     /// lives 2 gaps unless refreshed.
     pub heartbeat_gap: Duration,
@@ -62,6 +64,7 @@ impl Default for ImConfig {
             tcp_addr_public: "127.0.0.1:8085".into(),
             ws_addr_public: "ws://127.0.0.1:8080/ws".into(),
             push_url: "http://127.0.0.1:8080".into(),
+            login_timeout: Duration::from_secs(10),
             heartbeat_gap: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(4),
             internal_token: String::new(),
@@ -81,6 +84,7 @@ impl std::fmt::Debug for ImConfig {
             .field("tcp_addr_public", &self.tcp_addr_public)
             .field("ws_addr_public", &self.ws_addr_public)
             .field("push_url", &self.push_url)
+            .field("login_timeout", &self.login_timeout)
             .field("heartbeat_gap", &self.heartbeat_gap)
             .field("ack_timeout", &self.ack_timeout)
             .field(
@@ -117,6 +121,8 @@ pub struct GatewayStats {
     pub slow_kicked: u64,
     /// Sessions closed for silence.
     pub idle_closed: u64,
+    /// Connections closed for not logging in within the login deadline.
+    pub login_timed_out: u64,
     /// Chat messages accepted and published.
     pub chat_published: u64,
     /// Time from a message's acceptance (`sentAtMs`) to its latest fan-out on this gateway, ms.
@@ -180,6 +186,7 @@ pub(crate) struct Counters {
     pub unacked_dropped: AtomicU64,
     pub slow_kicked: AtomicU64,
     pub idle_closed: AtomicU64,
+    pub login_timed_out: AtomicU64,
     pub chat_published: AtomicU64,
     pub last_fanout_lag_ms: AtomicU64,
 }
@@ -256,6 +263,7 @@ impl Gateway {
             unacked_dropped: c.unacked_dropped.load(Ordering::Relaxed),
             slow_kicked: c.slow_kicked.load(Ordering::Relaxed),
             idle_closed: c.idle_closed.load(Ordering::Relaxed),
+            login_timed_out: c.login_timed_out.load(Ordering::Relaxed),
             chat_published: c.chat_published.load(Ordering::Relaxed),
             last_fanout_lag_ms: c.last_fanout_lag_ms.load(Ordering::Relaxed),
             write_lag_p50_ms: self.write_lag.percentile(0.50),
@@ -309,7 +317,12 @@ impl Gateway {
             return;
         }
         let weak = self.me.clone();
-        let base = self.cfg.heartbeat_gap.min(self.cfg.ack_timeout) / 5;
+        let base = self
+            .cfg
+            .heartbeat_gap
+            .min(self.cfg.ack_timeout)
+            .min(self.cfg.login_timeout)
+            / 5;
         let tick = base.clamp(Duration::from_millis(10), Duration::from_millis(500));
         tokio::spawn(async move {
             let mut iv = tokio::time::interval(tick);
@@ -322,11 +335,22 @@ impl Gateway {
         });
     }
 
-    /// One sweep: kicks sessions silent for two gaps, wakes those with an ACK deadline due.
+    /// One sweep: kicks connections not logged in within the login deadline and sessions silent
+    /// for two gaps, wakes those with an ACK deadline due.
     fn sweep(&self) {
         let now = self.now();
         let idle = 2 * self.cfg.heartbeat_gap.as_millis() as u64;
+        let login = self.cfg.login_timeout.as_millis() as u64;
         self.hub.for_each_conn(|s| {
+            if !s.logged_in.load(Ordering::Relaxed)
+                && now.saturating_sub(s.opened_at) > login
+                && s.kicked().is_none()
+            {
+                self.counters
+                    .login_timed_out
+                    .fetch_add(1, Ordering::Relaxed);
+                s.kick(Kick::LoginTimeout);
+            }
             if now.saturating_sub(s.last_seen.load(Ordering::Relaxed)) > idle
                 && s.kicked().is_none()
             {

@@ -88,6 +88,8 @@ pub(crate) enum Kick {
     SlowReader = 3,
     /// The gateway is closing all sessions.
     Shutdown = 4,
+    /// Connected but not logged in within the login deadline.
+    LoginTimeout = 5,
 }
 
 impl Kick {
@@ -97,6 +99,7 @@ impl Kick {
             2 => Kick::Idle,
             3 => Kick::SlowReader,
             4 => Kick::Shutdown,
+            5 => Kick::LoginTimeout,
             _ => return None,
         })
     }
@@ -125,6 +128,10 @@ pub(crate) struct SessionHandle {
     waker: AtomicWaker,
     kick: AtomicU8,
     timer_fired: AtomicBool,
+    /// Gateway-clock ms when the connection opened (for the login deadline).
+    pub opened_at: u64,
+    /// Set once the connection has logged in.
+    pub logged_in: AtomicBool,
     /// Gateway-clock ms of the last frame received.
     pub last_seen: AtomicU64,
     /// Gateway-clock ms at which the earliest pending ACK times out; 0 = none.
@@ -140,6 +147,8 @@ impl SessionHandle {
             waker: AtomicWaker::new(),
             kick: AtomicU8::new(0),
             timer_fired: AtomicBool::new(false),
+            opened_at: now,
+            logged_in: AtomicBool::new(false),
             last_seen: AtomicU64::new(now),
             ack_due: AtomicU64::new(0),
         }

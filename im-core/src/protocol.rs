@@ -47,6 +47,7 @@ pub mod err {
     pub const TOO_LARGE: &str = "frame_too_large";
     pub const UNKNOWN_CODE: &str = "unknown_code";
     pub const NOT_LOGGED_IN: &str = "not_logged_in";
+    pub const LOGIN_TIMEOUT: &str = "login_timeout";
     pub const ALREADY_LOGGED_IN: &str = "already_logged_in";
     pub const BAD_TOKEN: &str = "bad_token";
     pub const BAD_APP_ID: &str = "bad_app_id";
@@ -318,15 +319,38 @@ pub fn parse_chat_data(data: &str) -> Option<ChatData> {
     Some(ChatData { room_id, content })
 }
 
-/// The chat data JSON with its `senderName` set to `name` (whatever the client put there).
-/// `None` when `data` is not a JSON object.
-pub fn with_sender_name(data: &str, name: &str) -> Option<String> {
-    let mut v: serde_json::Value = serde_json::from_str(data).ok()?;
-    v.as_object_mut()?.insert(
-        "senderName".into(),
-        serde_json::Value::String(name.to_owned()),
-    );
-    serde_json::to_string(&v).ok()
+/// Largest delivered chat frame in bytes (the WebSocket form, the larger of the two): what one
+/// accepted message may cost every viewer of its room.
+pub const MAX_CHAT_FRAME: usize = 2 * 1024;
+/// Longest message id the gateway makes (random instance prefix + hex counter); used to bound
+/// the delivered frame before the id exists.
+pub const MAX_MSG_ID_LEN: usize = 32;
+
+/// The `data` a chat message is delivered with, rebuilt from validated fields only (design §4:
+/// nothing a client sends reaches others unless it is a known field that passed validation).
+pub fn chat_data_json(room_id: i64, content: &str, sender_name: Option<&str>) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert("roomId".into(), room_id.into());
+    m.insert("content".into(), content.into());
+    if let Some(n) = sender_name {
+        m.insert("senderName".into(), n.into());
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+/// The size of the largest frame a chat message with this `data` can be delivered as (the
+/// WebSocket form, with the longest ids), to refuse oversized messages at intake.
+pub fn delivered_chat_frame_len(data: &str) -> usize {
+    let body = ImMsgBody {
+        app_id: Some(APP_ID),
+        user_id: Some(i64::MIN),
+        biz_code: Some(BIZ_CHAT),
+        data: Some(data.to_owned()),
+        msg_id: Some("f".repeat(MAX_MSG_ID_LEN)),
+        room_id: Some(i64::MIN),
+        ..Default::default()
+    };
+    encode(Wire::Ws, code::BIZ, &body.to_json()).len()
 }
 
 /// Encodes one outbound message in the session's form: a TCP frame, or a complete WebSocket
@@ -545,6 +569,27 @@ mod tests {
         };
         assert_eq!(out.to_json(), r#"{"appId":10001,"data":"true"}"#);
         assert!(serde_json::from_str::<ImMsgBody>(r#"{"userId":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn chat_data_is_rebuilt_from_known_fields() {
+        let d = chat_data_json(3, "hi \"there\"", Some("ann"));
+        let v: serde_json::Value = serde_json::from_str(&d).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"roomId": 3, "content": "hi \"there\"", "senderName": "ann"})
+        );
+        // The worst case for the frame size: every character escaped at each of the three
+        // nesting levels (data in body in envelope).
+        let quotes = "\"".repeat(MAX_CONTENT_CHARS);
+        let n = delivered_chat_frame_len(&chat_data_json(1, &quotes, Some(&"\\".repeat(64))));
+        assert!(
+            n > MAX_CHAT_FRAME,
+            "{n}: a message of quotes must be refused by size"
+        );
+        let plain = "字".repeat(MAX_CONTENT_CHARS);
+        let n = delivered_chat_frame_len(&chat_data_json(1, &plain, Some(&"名".repeat(64))));
+        assert!(n <= MAX_CHAT_FRAME, "{n}: 200 CJK characters fit");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::codec::Decoder;
 use tracing::Instrument;
 
@@ -44,6 +44,8 @@ const WQ_REPLY_LIMIT: usize = 256;
 const READ_CHUNK: usize = 8 * 1024;
 /// Time given to the last frames (error, logout, close) before the socket is shut.
 const LINGER_ON_CLOSE: Duration = Duration::from_secs(1);
+/// Most input read and dropped while lingering on close.
+const LINGER_MAX_BYTES: usize = 256 * 1024;
 
 /// Login parameters, from a 1001 frame or the WebSocket URL form.
 #[derive(Debug, Clone)]
@@ -124,6 +126,50 @@ pub(crate) struct Session<IO> {
     name: Option<Box<str>>,
     /// Gateway-clock ms of the last binding refresh in the cache.
     refreshed_at: u64,
+    /// Undoes what the connection registered, when the session is dropped.
+    cleanup: Cleanup,
+}
+
+/// A connection's cleanup: its index entry, and once logged in its binding and presence. It runs
+/// exactly once, from `Drop`, so it also runs when the connection's task unwinds from a bug:
+/// nothing the connection registered can leak.
+struct Cleanup {
+    gw: Arc<Gateway>,
+    conn: u64,
+    login: Option<Login>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let gw = self.gw.clone();
+        gw.hub.remove_conn(self.conn);
+        let Some(login) = self.login.take() else {
+            return;
+        };
+        let u = gw.hub.unbind(login.user, self.conn);
+        if !u.was_bound {
+            // Replaced by a newer login of the same user and room: it owns the presence now.
+            return;
+        }
+        let unbind = !u.user_still_here && !gw.hub.has_user(login.user);
+        // The cache and the bus are async: the rest runs in its own task (none without a
+        // runtime, i.e. while the process exits).
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            if unbind {
+                if let Err(e) =
+                    crate::registry::unbind_user(&*gw.cache, login.user, &gw.cfg.gateway_id).await
+                {
+                    tracing::warn!(error = %e, user = login.user, "unbinding user failed");
+                }
+            }
+            if let Some(room) = login.room {
+                publish_presence(&gw, TOPIC_OFFLINE, login.user, room).await;
+            }
+        });
+    }
 }
 
 /// Runs one connection to its end, then cleans up once.
@@ -147,6 +193,11 @@ where
     let h = Arc::new(SessionHandle::new(id, gw.cfg.outbox_limit, gw.now()));
     gw.hub.add_conn(&h);
     let mut s = Session {
+        cleanup: Cleanup {
+            gw: gw.clone(),
+            conn: id,
+            login: None,
+        },
         gw,
         io,
         h,
@@ -186,6 +237,10 @@ where
                     s.reply(code::LOGOUT, s.body("true"));
                     Flow::Close(ws::close::POLICY)
                 }
+                Kick::LoginTimeout => {
+                    s.reply_error(code::LOGIN, err::LOGIN_TIMEOUT);
+                    Flow::Close(ws::close::POLICY)
+                }
                 Kick::Idle | Kick::Shutdown => Flow::Close(ws::close::GOING_AWAY),
                 Kick::SlowReader => Flow::Drop,
             },
@@ -199,7 +254,7 @@ where
     if let Flow::Close(c) = flow {
         s.finish(c).await;
     }
-    s.cleanup().await;
+    // Dropping `s` runs its cleanup.
 }
 
 impl<IO> Session<IO>
@@ -502,7 +557,7 @@ where
                                 // from the room: announce the session again.
                                 Ok(false) => {
                                     if let Some(room) = room {
-                                        Self::presence(&gw, TOPIC_ONLINE, user, room).await;
+                                        publish_presence(&gw, TOPIC_ONLINE, user, room).await;
                                     }
                                 }
                                 Err(e) => {
@@ -561,6 +616,8 @@ where
             user,
             room: req.room_id,
         });
+        self.h.logged_in.store(true, Ordering::Relaxed);
+        self.cleanup.login = self.login;
         tracing::debug!(user, room = ?req.room_id, "im login");
         let gap2 = 2 * gw.cfg.heartbeat_gap;
         if let Err(e) = crate::registry::bind_user(&*gw.cache, user, &gw.cfg.gateway_id, gap2).await
@@ -571,7 +628,7 @@ where
             tracing::warn!(error = %e, "trimming online shard failed");
         }
         if let Some(room) = req.room_id {
-            Self::presence(&gw, TOPIC_ONLINE, user, room).await;
+            publish_presence(&gw, TOPIC_ONLINE, user, room).await;
         }
         let mut ok = self.body("true");
         ok.room_id = req.room_id;
@@ -579,26 +636,12 @@ where
         Flow::Continue
     }
 
-    /// Publishes a presence event (takes the gateway, not `&self`: the session is not `Sync`).
-    async fn presence(gw: &Gateway, topic: &str, user: i64, room: i64) {
-        let ev = PresenceEvent {
-            user_id: user,
-            room_id: room,
-            gateway_id: gw.cfg.gateway_id.clone(),
-            at_ms: now_ms(),
-        };
-        let payload = Bytes::from(serde_json::to_vec(&ev).expect("serializable"));
-        if let Err(e) = gw.bus.publish(topic, &room.to_string(), payload).await {
-            tracing::warn!(error = %e, topic, user, room, "presence publish failed");
-        }
-    }
-
     async fn chat(&mut self, login: Login, body: ImMsgBody) -> Flow {
         if body.biz_code != Some(BIZ_CHAT) {
             self.reply_error(code::BIZ, err::BAD_BIZ_CODE);
             return Flow::Continue;
         }
-        let mut data = body.data.unwrap_or_default();
+        let data = body.data.unwrap_or_default();
         let Some(cd) = parse_chat_data(&data) else {
             self.reply_error(code::BIZ, err::BAD_JSON);
             return Flow::Continue;
@@ -622,13 +665,17 @@ where
                 return Flow::Continue;
             }
         };
+        // Only validated fields travel on: unknown fields (and a `userId` or `senderName` the
+        // client wrote) are dropped, and the name is the account's.
+        let data = protocol::chat_data_json(room, &cd.content, self.name.as_deref());
+        if protocol::delivered_chat_frame_len(&data) > protocol::MAX_CHAT_FRAME {
+            self.reply_error(code::BIZ, err::CONTENT_TOO_LONG);
+            return Flow::Continue;
+        }
         let rate = self.gw.cfg.chat_rate_per_sec.max(1) as f64;
         if !self.gw.hub.try_chat(login.user, self.gw.now(), rate) {
             self.reply_error(code::BIZ, err::RATE_LIMITED);
             return Flow::Continue;
-        }
-        if let Some(name) = &self.name {
-            data = crate::protocol::with_sender_name(&data, name).unwrap_or(data);
         }
         let ev = ChatEvent {
             msg_id: self.gw.new_msg_id(),
@@ -668,33 +715,34 @@ where
         let _ = tokio::time::timeout(LINGER_ON_CLOSE, async {
             if poll_fn(|cx| self.poll_write(cx, false)).await.is_ok() {
                 let _ = self.io.shutdown().await;
+                // Lingering close: read and drop what the peer still sends until it closes too.
+                // Closing a socket with unread input makes the kernel answer with a reset,
+                // which can destroy the error reply or close frame still in flight to the peer.
+                let mut sink = [0u8; 4096];
+                let mut drained = 0;
+                while drained < LINGER_MAX_BYTES {
+                    match self.io.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => drained += n,
+                    }
+                }
             }
         })
         .await;
     }
+}
 
-    /// Runs once, when the session has ended: index, binding, offline event.
-    async fn cleanup(&mut self) {
-        let gw = self.gw.clone();
-        gw.hub.remove_conn(self.h.id);
-        let Some(login) = self.login.take() else {
-            return;
-        };
-        let u = gw.hub.unbind(login.user, self.h.id);
-        if !u.was_bound {
-            // Replaced by a newer login of the same user and room: it owns the presence now.
-            return;
-        }
-        if !u.user_still_here && !gw.hub.has_user(login.user) {
-            if let Err(e) =
-                crate::registry::unbind_user(&*gw.cache, login.user, &gw.cfg.gateway_id).await
-            {
-                tracing::warn!(error = %e, user = login.user, "unbinding user failed");
-            }
-        }
-        if let Some(room) = login.room {
-            Self::presence(&gw, TOPIC_OFFLINE, login.user, room).await;
-        }
+/// Publishes a presence event.
+async fn publish_presence(gw: &Gateway, topic: &str, user: i64, room: i64) {
+    let ev = PresenceEvent {
+        user_id: user,
+        room_id: room,
+        gateway_id: gw.cfg.gateway_id.clone(),
+        at_ms: now_ms(),
+    };
+    let payload = Bytes::from(serde_json::to_vec(&ev).expect("serializable"));
+    if let Err(e) = gw.bus.publish(topic, &room.to_string(), payload).await {
+        tracing::warn!(error = %e, topic, user, room, "presence publish failed");
     }
 }
 

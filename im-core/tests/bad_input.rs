@@ -27,9 +27,8 @@ async fn tcp_wrong_magic_closes() {
     c.send_raw(&raw_frame(BAD_MAGIC, code::LOGIN, 2, b"{}"))
         .await;
     let seen = c.until_closed().await;
-    assert!(seen
-        .iter()
-        .all(|m| m.error.as_deref() == Some(err::BAD_MAGIC)));
+    assert_eq!(seen.len(), 1, "one error reply, then the close: {seen:?}");
+    assert_eq!(seen[0].error.as_deref(), Some(err::BAD_MAGIC));
     server_still_works(&env).await;
 }
 
@@ -59,7 +58,7 @@ async fn ws_message_over_64k_closes() {
     );
     let _ = c.ws.send(Message::Text(big.into())).await;
     let (_, close) = c.until_closed().await;
-    assert!(matches!(close, Some(1009) | None), "close {close:?}");
+    assert_eq!(close, Some(1009), "docs/im.md promises close code 1009");
     server_still_works(&env).await;
 }
 
@@ -253,4 +252,89 @@ async fn a_client_that_floods_without_reading_is_dropped() {
     .await;
     drop(writer.await.unwrap());
     server_still_works(&env).await;
+}
+
+/// Regression (issue 9): a continuation frame announcing `u64::MAX` bytes after a one-byte
+/// fragment made the length check wrap and the session task panic before login. Now it is a
+/// clean close 1009, the connection leaves the index, and the gateway keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_continuation_with_a_huge_length_closes_1009() {
+    use tokio::io::AsyncWriteExt;
+    let env = start().await;
+    for len in [u64::MAX, u64::MAX / 2, 1 << 40] {
+        let mut s = raw_ws(env.http).await;
+        s.write_all(&client_ws_frame(false, 0x1, b"{"))
+            .await
+            .unwrap();
+        let mut cont = vec![0x80u8, 0x80 | 127];
+        cont.extend_from_slice(&len.to_be_bytes());
+        cont.extend_from_slice(&[1, 2, 3, 4]);
+        s.write_all(&cont).await.unwrap();
+        assert_eq!(raw_ws_close_code(&mut s).await, Some(1009), "length {len}");
+    }
+    eventually("no connection left behind", || async {
+        env.gw.stats().connections == 0
+    })
+    .await;
+    server_still_works(&env).await;
+}
+
+/// WebSocket framing violations over a real socket get the close codes docs/im.md promises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_framing_violations_close_with_1002_and_1007() {
+    use tokio::io::AsyncWriteExt;
+    let env = start().await;
+    // Unmasked client frame: protocol error 1002.
+    let mut s = raw_ws(env.http).await;
+    s.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    assert_eq!(raw_ws_close_code(&mut s).await, Some(1002));
+    // Unknown opcode: 1002.
+    let mut s = raw_ws(env.http).await;
+    s.write_all(&client_ws_frame(true, 0x3, b"x"))
+        .await
+        .unwrap();
+    assert_eq!(raw_ws_close_code(&mut s).await, Some(1002));
+    // Text that is not UTF-8: 1007.
+    let mut s = raw_ws(env.http).await;
+    s.write_all(&client_ws_frame(true, 0x1, &[0xff, 0xfe, 0xfd]))
+        .await
+        .unwrap();
+    assert_eq!(raw_ws_close_code(&mut s).await, Some(1007));
+    server_still_works(&env).await;
+}
+
+/// Design §4: a connection that has not logged in within the login deadline is closed, and
+/// frames that are not a login (the first-message code 1000 here) do not keep it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_logs_in_is_closed_at_the_login_deadline() {
+    let env = start_with(|c| c.login_timeout = Duration::from_millis(400)).await;
+    let mut t = TcpClient::connect(env.tcp).await;
+    let mut w = WsClient::connect(&env.ws_url()).await;
+    let t0 = tokio::time::Instant::now();
+    let keep_busy = async {
+        for _ in 0..3 {
+            t.send(code::FIRST, "").await;
+            w.send(code::FIRST, "").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    keep_busy.await;
+    let seen = t.until_closed().await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].error.as_deref(), Some(err::LOGIN_TIMEOUT));
+    let (msgs, close) = w.until_closed().await;
+    assert_eq!(msgs[0].error.as_deref(), Some(err::LOGIN_TIMEOUT));
+    assert_eq!(close, Some(1008));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "closed before the deadline"
+    );
+    assert_eq!(env.gw.stats().login_timed_out, 2);
+    // A session that logs in in time stays past the deadline.
+    let mut ok = env.tcp_login(5, 1).await;
+    ok.assert_silent(
+        Duration::from_millis(700),
+        "a logged-in session outlives the login deadline",
+    )
+    .await;
 }

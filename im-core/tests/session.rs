@@ -90,7 +90,8 @@ async fn chat_across_clients_with_ack() {
         assert!(!m.msg_id.as_deref().unwrap().is_empty());
     }
     // The sender is not echoed.
-    assert!(a.recv_within(Duration::from_millis(200)).await.is_none());
+    a.assert_silent(Duration::from_millis(200), "no echo to the sender")
+        .await;
     // TCP sender to WebSocket receivers too.
     b.send(code::BIZ, &chat_body(2, 9, "from tcp")).await;
     let m1 = a.expect(code::BIZ).await;
@@ -146,22 +147,18 @@ async fn acks_in_compact_and_other_forms_both_clear_the_retry() {
         .send(code::ACK, &format!(r#"{{ "msgId" : "{id}" }}"#))
         .await;
     // Nobody gets the retry (ack timeout 500 ms), and no ACK was answered with an error.
-    assert!(fast_ws
-        .recv_within(Duration::from_millis(1200))
-        .await
-        .is_none());
-    assert!(slow_ws
-        .recv_within(Duration::from_millis(100))
-        .await
-        .is_none());
-    assert!(fast_tcp
-        .recv_within(Duration::from_millis(100))
-        .await
-        .is_none());
-    assert!(slow_tcp
-        .recv_within(Duration::from_millis(100))
-        .await
-        .is_none());
+    fast_ws
+        .assert_silent(Duration::from_millis(1200), "no retry after a compact ACK")
+        .await;
+    slow_ws
+        .assert_silent(Duration::from_millis(100), "no retry after another form")
+        .await;
+    fast_tcp
+        .assert_silent(Duration::from_millis(100), "no retry after a compact ACK")
+        .await;
+    slow_tcp
+        .assert_silent(Duration::from_millis(100), "no retry after another form")
+        .await;
     assert_eq!(env.gw.stats().retried, 0);
 }
 
@@ -184,25 +181,22 @@ async fn ack_clears_and_missing_ack_gets_one_retry() {
         t0.elapsed() >= Duration::from_millis(300),
         "retry came too early"
     );
-    assert!(silent
-        .recv_within(Duration::from_millis(1300))
-        .await
-        .is_none());
+    silent
+        .assert_silent(Duration::from_millis(1300), "one retry only")
+        .await;
     // The ACKing client got it once.
-    assert!(acker
-        .recv_within(Duration::from_millis(100))
-        .await
-        .is_none());
+    acker
+        .assert_silent(Duration::from_millis(100), "no retry after the ACK")
+        .await;
     let s = env.gw.stats();
     assert_eq!(s.retried, 1);
     assert_eq!(s.unacked_dropped, 1);
     // Other rooms do not see the message; users not on this gateway are skipped.
     let mut other = env.tcp_login(3, 5).await;
     env.push(4, 99, vec![3, 12345], "y").await;
-    assert!(other
-        .recv_within(Duration::from_millis(200))
-        .await
-        .is_none());
+    other
+        .assert_silent(Duration::from_millis(200), "another room's message")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,10 +253,9 @@ async fn duplicate_login_replaces_the_first_session() {
     // Deliveries go to the new session only; the other room's session is untouched.
     env.push(1, 99, vec![5], "to room 1").await;
     second.expect(code::BIZ).await;
-    assert!(other_room
-        .recv_within(Duration::from_millis(150))
-        .await
-        .is_none());
+    other_room
+        .assert_silent(Duration::from_millis(150), "a message of another room")
+        .await;
     assert_eq!(env.gw.stats().sessions, 2);
     second.send(code::LOGOUT, "{}").await;
     second.until_closed().await;
@@ -313,13 +306,22 @@ async fn chat_validation_and_rate_limit() {
         a.send(code::BIZ, &chat_body(1, 8, &format!("m{i}"))).await;
     }
     let mut limited = 0;
-    while let Some(m) = a.recv_within(Duration::from_millis(300)).await {
-        assert_eq!(m.error.as_deref(), Some(err::RATE_LIMITED));
+    loop {
+        match a.recv_within(Duration::from_millis(300)).await {
+            Recv::Msg(m) => assert_eq!(m.error.as_deref(), Some(err::RATE_LIMITED)),
+            Recv::Timeout => break,
+            Recv::Closed(why) => panic!("sender closed: {why}"),
+        }
         limited += 1;
     }
     assert!(limited >= 2, "rate limited {limited}");
     let mut delivered = 0;
-    while let Some(m) = b.recv_within(Duration::from_millis(200)).await {
+    loop {
+        let m = match b.recv_within(Duration::from_millis(200)).await {
+            Recv::Msg(m) => m,
+            Recv::Timeout => break,
+            Recv::Closed(why) => panic!("receiver closed: {why}"),
+        };
         b.send(code::ACK, &ack_body(2, m.msg_id.as_deref().unwrap()))
             .await;
         delivered += 1;
@@ -358,8 +360,12 @@ async fn slow_reader_is_disconnected_without_hurting_others() {
     assert!(got < 400);
     // The slow client sees an end of stream after whatever was in flight.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while slow.recv_within(Duration::from_millis(500)).await.is_some() {
-        assert!(tokio::time::Instant::now() < deadline);
+    loop {
+        match slow.recv_within(Duration::from_millis(500)).await {
+            Recv::Closed(_) => break,
+            Recv::Msg(_) => assert!(tokio::time::Instant::now() < deadline, "never closed"),
+            Recv::Timeout => panic!("the slow reader's connection is still open"),
+        }
     }
     env.push(1, 99, vec![1, 2], "still fine").await;
     fast.expect(code::BIZ).await;
@@ -404,8 +410,11 @@ async fn chat_carries_the_name_the_token_was_issued_for_not_the_one_claimed() {
     let mut b = env.tcp_login(2, 9).await;
     let claimed = r#"{"roomId":9,"content":"hi","senderName":"The Admin"}"#;
     let body = serde_json::json!({"appId": 10001, "userId": 1, "bizCode": 5555, "data": claimed});
+    let t0 = std::time::Instant::now();
     a.send(code::BIZ, &body.to_string()).await;
+    eprintln!("DEBUG sent {:?}", t0.elapsed());
     let m = b.expect(code::BIZ).await;
+    eprintln!("DEBUG got {:?}", t0.elapsed());
     let data: serde_json::Value = serde_json::from_str(m.data.as_deref().unwrap()).unwrap();
     assert_eq!(
         data["senderName"], "Alice",
@@ -446,4 +455,52 @@ async fn a_heartbeat_restores_an_expired_binding_and_announces_the_session_again
     .await;
     let again = online.lock()[1].clone();
     assert_eq!((again.user_id, again.room_id), (21, 300));
+}
+
+/// Design §4: the delivered `data` is rebuilt from validated fields; unknown fields (60 KB of
+/// junk here) and a forged `userId` or `senderName` inside `data` never reach the room, and a
+/// message whose delivered frame would exceed 2 KiB is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_data_carries_only_validated_fields_within_two_kib() {
+    let env = start().await;
+    env.fanout_to(vec![1, 2]).await;
+    // A display name of 64 double quotes: each one is escaped at every level of the frame.
+    let name = "\"".repeat(64);
+    let tok = registry::issue_named_im_token(&*env.cache, 1, &name)
+        .await
+        .unwrap();
+    let mut a = WsClient::connect(&env.ws_url()).await;
+    a.send(code::LOGIN, &login_body(1, &tok, 9)).await;
+    assert_eq!(a.expect(code::LOGIN).await.data.as_deref(), Some("true"));
+    let mut b = env.tcp_login(2, 9).await;
+    let data = serde_json::json!({
+        "roomId": 9, "content": "hi", "userId": 777, "junk": "j".repeat(60_000),
+        "senderName": "someone else"
+    });
+    let body =
+        serde_json::json!({"appId": 10001, "userId": 1, "bizCode": 5555, "data": data.to_string()});
+    a.send(code::BIZ, &body.to_string()).await;
+    let m = b.expect(code::BIZ).await;
+    let got: serde_json::Value = serde_json::from_str(m.data.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"roomId": 9, "content": "hi", "senderName": name})
+    );
+    assert_eq!(m.user_id, Some(1), "the sender is the session's user");
+    b.send(code::ACK, &ack_body(2, m.msg_id.as_deref().unwrap()))
+        .await;
+    // 200 double quotes fit the character limit, but with that name not the frame limit.
+    a.send(code::BIZ, &chat_body(1, 9, &"\"".repeat(200))).await;
+    assert_eq!(
+        a.expect(code::BIZ).await.error.as_deref(),
+        Some(err::CONTENT_TOO_LONG)
+    );
+    b.assert_silent(
+        Duration::from_millis(300),
+        "the refused message is not delivered",
+    )
+    .await;
+    // 150 fit.
+    a.send(code::BIZ, &chat_body(1, 9, &"\"".repeat(150))).await;
+    b.expect(code::BIZ).await;
 }

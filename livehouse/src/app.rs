@@ -255,6 +255,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             ws_addr_public: format!("ws://{}/ws", shown(http_addr)),
             push_url: format!("http://{}", reachable(http_addr)),
             heartbeat_gap,
+            login_timeout: Duration::from_secs(cfg.im_login_timeout_secs.max(1)),
             // Registering several times per gap lets living's sweep see a dead gateway within
             // two gaps even when its users' bindings have not expired yet.
             registration_interval: (heartbeat_gap / 4)
@@ -370,6 +371,7 @@ async fn export_gateway_metrics(gw: Arc<Gateway>, shutdown: impl Future<Output =
             ("livehouse_im_unacked_dropped_total", s.unacked_dropped),
             ("livehouse_im_slow_kicked_total", s.slow_kicked),
             ("livehouse_im_idle_closed_total", s.idle_closed),
+            ("livehouse_im_login_timed_out_total", s.login_timed_out),
             ("livehouse_im_chat_published_total", s.chat_published),
             ("livehouse_im_write_lag_p99_ms", s.write_lag_p99_ms),
         ] {

@@ -129,6 +129,14 @@ pub struct Config {
         global = true
     )]
     pub im_heartbeat_secs: u64,
+    /// Seconds a new IM connection has to log in before it is closed.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_IM_LOGIN_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub im_login_timeout_secs: u64,
     /// IM fan-out coalescing window in milliseconds: at most one fan-out per window, so one
     /// socket write carries every message of the window (0 = each message goes out at once;
     /// 20–100 saves CPU in rooms of thousands of viewers at ~100 msg/s, see docs/benchmarks.md).

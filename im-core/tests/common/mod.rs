@@ -197,6 +197,25 @@ where
     }
 }
 
+/// What a bounded wait for the next server message found.
+#[derive(Debug)]
+pub enum Recv {
+    Msg(Msg),
+    /// The server closed the connection (or sent something unreadable, which ends it too).
+    Closed(String),
+    /// Nothing within the wait; the connection is open.
+    Timeout,
+}
+
+impl Recv {
+    pub fn msg(self) -> Option<Msg> {
+        match self {
+            Recv::Msg(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 /// A decoded server message: code + body.
 #[derive(Debug, Clone)]
 pub struct Msg {
@@ -246,14 +265,33 @@ impl TcpClient {
         }
     }
 
-    pub async fn recv_within(&mut self, d: Duration) -> Option<Msg> {
+    /// The next message within `d`, told apart from a close (or unreadable input) and from
+    /// silence.
+    pub async fn recv_within(&mut self, d: Duration) -> Recv {
         match tokio::time::timeout(d, self.io.next()).await {
-            Ok(Some(Ok(f))) => Some(Msg {
-                code: f.code,
-                body: f.parse_body().unwrap(),
-            }),
-            _ => None,
+            Ok(Some(Ok(f))) => match f.parse_body() {
+                Ok(body) => Recv::Msg(Msg { code: f.code, body }),
+                Err(e) => Recv::Closed(format!("unreadable body: {e}")),
+            },
+            Ok(Some(Err(e))) => Recv::Closed(format!("decode error: {e}")),
+            Ok(None) => Recv::Closed("end of stream".into()),
+            Err(_) => Recv::Timeout,
         }
+    }
+
+    /// Asserts that nothing arrives for `d`, then that the session is still alive: it answers a
+    /// heartbeat.
+    pub async fn assert_silent(&mut self, d: Duration, what: &str) {
+        match self.recv_within(d).await {
+            Recv::Timeout => {}
+            other => panic!("expected silence ({what}), got {other:?}"),
+        }
+        self.send(protocol::code::HEARTBEAT, "{}").await;
+        let m = match self.recv_within(WAIT).await {
+            Recv::Msg(m) => m,
+            other => panic!("({what}) after the silence: {other:?}"),
+        };
+        assert_eq!(m.code, protocol::code::HEARTBEAT, "({what}) got {m:?}");
     }
 
     pub async fn expect(&mut self, code: i32) -> Msg {
@@ -350,11 +388,28 @@ impl WsClient {
         }
     }
 
-    pub async fn recv_within(&mut self, d: Duration) -> Option<Msg> {
+    /// The next message within `d`, told apart from a close and from silence.
+    pub async fn recv_within(&mut self, d: Duration) -> Recv {
         match self.next(d).await {
-            Some(WsRecv::Msg(m)) => Some(m),
-            _ => None,
+            Some(WsRecv::Msg(m)) => Recv::Msg(m),
+            Some(WsRecv::Closed(c)) => Recv::Closed(format!("close code {c:?}")),
+            None => Recv::Timeout,
         }
+    }
+
+    /// Asserts that nothing arrives for `d`, then that the session is still alive: it answers a
+    /// heartbeat.
+    pub async fn assert_silent(&mut self, d: Duration, what: &str) {
+        match self.recv_within(d).await {
+            Recv::Timeout => {}
+            other => panic!("expected silence ({what}), got {other:?}"),
+        }
+        self.send(protocol::code::HEARTBEAT, "{}").await;
+        let m = match self.recv_within(WAIT).await {
+            Recv::Msg(m) => m,
+            other => panic!("({what}) after the silence: {other:?}"),
+        };
+        assert_eq!(m.code, protocol::code::HEARTBEAT, "({what}) got {m:?}");
     }
 
     pub async fn expect(&mut self, code: i32) -> Msg {
@@ -410,4 +465,75 @@ pub const BAD_MAGIC: u16 = MAGIC ^ 0xffff;
 
 pub async fn cache_get(env: &Env, key: &str) -> Option<String> {
     env.cache.get(key).await.unwrap()
+}
+
+/// A WebSocket connection upgraded by hand, for writing frames no client library would.
+pub async fn raw_ws(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut b))
+            .await
+            .expect("handshake reply")
+            .unwrap();
+        assert_eq!(n, 1, "closed during the handshake");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// A masked client frame (header and payload) as bytes.
+pub fn client_ws_frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [7u8, 1, 9, 3];
+    let mut v = vec![if fin { 0x80 } else { 0 } | op];
+    let len = payload.len();
+    if len < 126 {
+        v.push(0x80 | len as u8);
+    } else if len <= 65535 {
+        v.push(0x80 | 126);
+        v.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        v.push(0x80 | 127);
+        v.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    v
+}
+
+/// Reads a raw WebSocket connection to its end; returns the close code of the server's close
+/// frame, if one came (the server's frames are unmasked).
+pub async fn raw_ws_close_code(s: &mut TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("the server did not close");
+    let mut i = 0;
+    while i + 2 <= buf.len() {
+        let op = buf[i] & 0x0f;
+        let (len, hdr) = match buf[i + 1] & 0x7f {
+            126 => (u16::from_be_bytes([buf[i + 2], buf[i + 3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(buf[i + 2..i + 10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        if op == 0x8 && len >= 2 {
+            return Some(u16::from_be_bytes([buf[i + hdr], buf[i + hdr + 1]]));
+        }
+        i += hdr + len;
+    }
+    None
 }
