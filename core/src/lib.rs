@@ -2,7 +2,8 @@
 //!
 //! The small crate every role shares. It owns:
 //! - the **ports**: [`cache::Cache`] (key/value, lists, sets, sorted sets with TTLs), the event
-//!   bus ([`bus`]) and each room's chat stream ([`chatlog::ChatLog`]), each with an embedded
+//!   bus ([`bus`]), each room's chat stream ([`chatlog::ChatLog`]) and who is connected where
+//!   ([`presence::Presence`]), each with an embedded
 //!   adapter (in-process) and a distributed one (Redis, Kafka);
 //! - [`backends::Backends`], the bundle of connected ports a role's `run` receives;
 //! - a few shared helpers: clock ([`time`]), random tokens ([`ids`]), JWT ([`auth`]).
@@ -18,6 +19,7 @@ pub mod chatlog;
 pub mod db;
 pub mod events;
 pub mod ids;
+pub mod presence;
 pub mod testenv;
 pub mod time;
 
