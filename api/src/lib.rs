@@ -22,6 +22,8 @@ use axum::routing::get;
 use axum::Router;
 use livehouse_core::auth::JwtKeys;
 use livehouse_core::cache::Cache;
+use livehouse_core::chatlog::ChatLog;
+use livehouse_core::presence::Presence;
 use livehouse_living::LivingService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
@@ -58,6 +60,10 @@ pub struct ApiConfig {
 pub struct ApiState {
     pub db: DatabaseConnection,
     pub cache: Arc<dyn Cache>,
+    /// Who is connected where (gateway choice, `/im/online`).
+    pub presence: Arc<dyn Presence>,
+    /// Each room's chat stream (`/im/history`).
+    pub chatlog: Arc<dyn ChatLog>,
     pub living: LivingService,
     pub jwt: JwtKeys,
     pub config: Arc<ApiConfig>,

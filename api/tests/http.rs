@@ -38,6 +38,8 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
     let state = ApiState {
         db,
         cache,
+        presence: Arc::new(livehouse_core::presence::MemoryPresence::default()),
+        chatlog: Arc::new(livehouse_core::chatlog::MemoryChatLog::default()),
         living: living.clone(),
         jwt: JwtKeys::new(b"test-secret-0123456789"),
         config: Arc::new(ApiConfig {
@@ -65,7 +67,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
     let stop = async move {
         let _ = tokio::signal::ctrl_c().await;
     };
-    tokio::spawn(livehouse_living::lists::run(living, stop));
+    tokio::spawn(livehouse_living::lists::run(living, None, stop));
     Some(Server {
         base,
         http: reqwest::Client::new(),

@@ -1,45 +1,82 @@
-//! What travels between roles: bus events and the gateway push batch, as JSON.
-//! Field names are camelCase, like the seed system's wire protocol.
+//! What travels between roles: bus events, the gateway push and the gateway registration, as
+//! JSON. Field names are camelCase, like the seed system's wire protocol.
 
 use serde::{Deserialize, Serialize};
 
-/// A chat (business) message accepted by a gateway, published on [`crate::bus::TOPIC_CHAT`].
+/// A room message accepted by a gateway (chat) or made by the api (recall, notice), published
+/// on [`crate::bus::TOPIC_CHAT`] keyed by room. The `msg` role gives it its place in the room's
+/// stream (the chat log) and fans it out.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatEvent {
-    /// Unique id; receivers ACK it and drop redelivered duplicates by it.
+    /// Unique id; the chat log appends a message id once, and clients drop duplicates by it.
     pub msg_id: String,
     pub app_id: i32,
     pub room_id: i64,
     pub sender_id: i64,
+    /// 5555 chat, 5556 recall, 5557 notice (design §3, §3.2).
     pub biz_code: i32,
-    /// The message data as the client sent it (a JSON string: `{roomId, content, …}`).
+    /// The message data: a JSON object rebuilt by the server from validated fields.
     pub data: String,
     pub sent_at_ms: i64,
+    /// The gateway and connection the message came from: that connection is not sent its own
+    /// message back (the sender's other devices are). Empty / 0 for server-made messages.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin_gateway: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub origin_conn: u64,
 }
 
-/// A session joined or left a room, published on the online/offline topics.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A message with its place in the room's stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamEntry {
+    pub offset: u64,
+    pub msg: ChatEvent,
+}
+
+/// Consecutive messages of one room's stream: what `msg` pushes to each gateway with viewers
+/// in the room (`POST /internal/im/push` carries a list of them). The gateway delivers them to
+/// every local connection in the room, fetching from the chat log any offsets it missed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomBatch {
+    pub room_id: i64,
+    pub epoch: String,
+    /// Ordered by offset.
+    pub entries: Vec<StreamEntry>,
+}
+
+/// A logged-in connection joined (online topic) or left (offline topic) a room, keyed by room.
+/// `msg` learns from online events at once that a gateway serves a room; consumers must
+/// tolerate duplicates and loss (the presence port is the truth).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PresenceEvent {
     pub user_id: i64,
     pub room_id: i64,
-    /// Id of the gateway the session lives on.
+    /// Id of the gateway the connection lives on.
     pub gateway_id: String,
     pub at_ms: i64,
 }
 
-/// One chat message for many receivers on one gateway: what `msg` sends to a gateway's internal
-/// push endpoint, once per gateway per message.
+/// An order to gateways, published on [`crate::bus::TOPIC_CONTROL`]; every gateway reads every
+/// one (a tail group of its own) and acts on those that concern its connections.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PushBatch {
-    pub receivers: Vec<i64>,
-    pub msg: ChatEvent,
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum ControlEvent {
+    /// Close one connection: a newer login of the same user, device and room replaced it, or
+    /// the user went over their session limit.
+    #[serde(rename_all = "camelCase")]
+    Replace { gateway_id: String, conn: u64 },
 }
 
-/// A live gateway as registered in the cache (`keys::gateway_info`), refreshed by its heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A live gateway as it registers itself in the presence port, refreshed by its heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayInfo {
     pub id: String,
@@ -47,34 +84,16 @@ pub struct GatewayInfo {
     pub ws_addr: String,
     /// TCP binary-protocol address, e.g. `127.0.0.1:8085`.
     pub tcp_addr: String,
-    /// Base URL of the gateway's HTTP server, where `POST /internal/im/push` takes a [`PushBatch`].
+    /// Base URL of the gateway's HTTP server, where `POST /internal/im/push` takes room batches.
     pub push_url: String,
-    /// Sessions currently open on it (for least-loaded choice).
+    /// Connections currently open on it (for the choice of a gateway).
     pub sessions: u64,
 }
 
 /// Cache key names shared by more than one role. A key used by one role only is named there.
 pub mod keys {
-    /// Sorted set of live gateway ids, score = last heartbeat (epoch ms).
-    pub const GATEWAYS: &str = "im:gateways";
-    /// JSON [`super::GatewayInfo`] of one gateway.
-    pub fn gateway_info(gateway_id: &str) -> String {
-        format!("im:gateway:{gateway_id}")
-    }
     /// IM login token → user id (5 min TTL).
     pub fn im_token(token: &str) -> String {
         format!("im:token:{token}")
-    }
-    /// The gateway id a user's session is bound to (TTL = 2 heartbeat gaps).
-    pub fn user_gateway(user_id: i64) -> String {
-        format!("im:bind:{user_id}")
-    }
-    /// Online heartbeat sorted set shard for a user (member = user id, score = epoch ms).
-    pub fn online_shard(user_id: i64) -> String {
-        format!("im:online:{}", user_id.rem_euclid(16))
-    }
-    /// Set of user ids in a room (kept by `living` from online/offline events, 12 h expiry).
-    pub fn room_members(room_id: i64) -> String {
-        format!("living:members:{room_id}")
     }
 }

@@ -14,6 +14,8 @@
 //! takes the general path, so this reader never changes what a frame means: on every input it
 //! accepts, the general parser reads the same code and `msgId` (tested below).
 //!
+//! Public for the fuzz targets, which check it against the general parser.
+//!
 //! Must not: allocate, accept what the general parser would refuse, or decide anything beyond the
 //! message id (the session owns the ACK logic).
 
@@ -23,7 +25,7 @@ use crate::protocol::{code, MAGIC};
 const MAX_ID: usize = 64;
 
 /// The `msgId` of a WebSocket ACK message in the compact form (see module docs).
-pub(crate) fn ws_ack_id(text: &[u8]) -> Option<&str> {
+pub fn ws_ack_id(text: &[u8]) -> Option<&str> {
     let mut s = Scan { b: text, i: 0 };
     s.lit(b"{\"magic\":")?;
     if s.int(5)? != i64::from(MAGIC) {
@@ -44,7 +46,7 @@ pub(crate) fn ws_ack_id(text: &[u8]) -> Option<&str> {
 }
 
 /// The `msgId` of an ACK body (the TCP form's body, unescaped) in the compact form.
-pub(crate) fn body_ack_id(body: &[u8]) -> Option<&str> {
+pub fn body_ack_id(body: &[u8]) -> Option<&str> {
     body_id(body, b"\"")
 }
 

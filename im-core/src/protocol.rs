@@ -23,6 +23,12 @@ pub const HEADER_LEN: usize = 10;
 pub const APP_ID: i32 = 10001;
 /// `bizCode` of a room chat message.
 pub const BIZ_CHAT: i32 = 5555;
+/// `bizCode` of a recall: `data` `{roomId, msgIds}` (design §3.2).
+pub const BIZ_RECALL: i32 = 5556;
+/// `bizCode` of a room notice: `data` `{roomId, kind, …}` (design §3.2).
+pub const BIZ_NOTICE: i32 = 5557;
+/// Longest device id a login may carry.
+pub const MAX_DEVICE_ID: usize = 64;
 /// Longest chat content, in characters.
 pub const MAX_CONTENT_CHARS: usize = 200;
 
@@ -57,6 +63,9 @@ pub mod err {
     pub const NO_ROOM: &str = "no_room";
     pub const WRONG_ROOM: &str = "wrong_room";
     pub const RATE_LIMITED: &str = "rate_limited";
+    pub const BAD_DEVICE_ID: &str = "bad_device_id";
+    /// The message could not be handed to the bus in time (it is not delivered); retry later.
+    pub const UNAVAILABLE: &str = "unavailable";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -295,6 +304,47 @@ pub struct ImMsgBody {
     pub room_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The room stream's epoch: on a delivery, and on a login reply (design §3.1).
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub epoch: Option<String>,
+    /// The message's offset in its room's stream (a delivery), or the position a login starts
+    /// from (a login reply).
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub offset: Option<u64>,
+    /// Login reply to a login that asked to recover: whether every missed message follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// Login: the stream position the client had, to recover what it missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover: Option<Recover>,
+    /// Login: the client's device (one per browser tab); sessions of one user on different
+    /// devices coexist.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub device_id: Option<String>,
+    /// ACK: several message ids at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_ids: Option<Vec<String>>,
+}
+
+/// Where a client's copy of a room's stream ends (the login's `recover`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recover {
+    #[serde(deserialize_with = "lenient::string")]
+    pub epoch: String,
+    #[serde(deserialize_with = "lenient::u64")]
+    pub offset: u64,
 }
 
 impl ImMsgBody {
@@ -338,19 +388,53 @@ pub fn chat_data_json(room_id: i64, content: &str, sender_name: Option<&str>) ->
     serde_json::Value::Object(m).to_string()
 }
 
+/// Longest epoch a chat log makes (used to bound the delivered frame before it exists).
+pub const MAX_EPOCH_LEN: usize = 16;
+
+/// A message in a room's stream, as delivered: the body of its 1003 frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub sender: i64,
+    pub biz_code: i32,
+    pub data: &'a str,
+    pub msg_id: &'a str,
+    pub room: i64,
+    pub epoch: &'a str,
+    pub offset: u64,
+}
+
+impl Delivery<'_> {
+    /// The body JSON: `{appId, userId, bizCode, data, msgId, roomId, epoch, offset}`.
+    pub fn body_json(&self) -> String {
+        ImMsgBody {
+            app_id: Some(APP_ID),
+            user_id: Some(self.sender),
+            biz_code: Some(self.biz_code),
+            data: Some(self.data.to_owned()),
+            msg_id: Some(self.msg_id.to_owned()),
+            room_id: Some(self.room),
+            epoch: Some(self.epoch.to_owned()),
+            offset: Some(self.offset),
+            ..Default::default()
+        }
+        .to_json()
+    }
+}
+
 /// The size of the largest frame a chat message with this `data` can be delivered as (the
 /// WebSocket form, with the longest ids), to refuse oversized messages at intake.
 pub fn delivered_chat_frame_len(data: &str) -> usize {
-    let body = ImMsgBody {
-        app_id: Some(APP_ID),
-        user_id: Some(i64::MIN),
-        biz_code: Some(BIZ_CHAT),
-        data: Some(data.to_owned()),
-        msg_id: Some("f".repeat(MAX_MSG_ID_LEN)),
-        room_id: Some(i64::MIN),
-        ..Default::default()
-    };
-    encode(Wire::Ws, code::BIZ, &body.to_json()).len()
+    let body = Delivery {
+        sender: i64::MIN,
+        biz_code: BIZ_CHAT,
+        data,
+        msg_id: &"f".repeat(MAX_MSG_ID_LEN),
+        room: i64::MIN,
+        epoch: &"e".repeat(MAX_EPOCH_LEN),
+        offset: u64::MAX,
+    }
+    .body_json();
+    encode(Wire::Ws, code::BIZ, &body).len()
 }
 
 /// Encodes one outbound message in the session's form: a TCP frame, or a complete WebSocket
@@ -471,6 +555,20 @@ pub(crate) mod lenient {
 
     pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         d.deserialize_any(StrV)
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        opt_string(d)?.ok_or_else(|| de::Error::custom("expected a string"))
+    }
+
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        opt_i64(d)?
+            .map(|n| u64::try_from(n).map_err(|_| de::Error::custom("negative")))
+            .transpose()
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        opt_u64(d)?.ok_or_else(|| de::Error::custom("expected a number"))
     }
 }
 

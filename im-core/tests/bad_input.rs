@@ -121,7 +121,8 @@ async fn forged_foreign_and_expired_tokens_are_refused() {
     let (msgs, _) = w.until_closed().await;
     assert_eq!(msgs[0].error.as_deref(), Some(err::BAD_TOKEN));
     // Expired (a token stored with a short TTL, waited out).
-    env.cache
+    env.b
+        .cache
         .set(
             &keys::im_token("shortlived"),
             "3",
@@ -130,7 +131,8 @@ async fn forged_foreign_and_expired_tokens_are_refused() {
         .await
         .unwrap();
     eventually("token expiry", || async {
-        env.cache
+        env.b
+            .cache
             .get(&keys::im_token("shortlived"))
             .await
             .unwrap()

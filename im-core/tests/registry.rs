@@ -3,8 +3,10 @@
 mod common;
 
 use common::*;
-use livehouse_core::cache::{Cache, MemoryCache};
-use livehouse_core::events::{keys, GatewayInfo};
+use livehouse_core::cache::MemoryCache;
+use livehouse_core::chatlog::ChatLog;
+use livehouse_core::events::GatewayInfo;
+use livehouse_core::presence::{MemoryPresence, Presence};
 use livehouse_core::time::now_ms;
 use livehouse_im_core::protocol::code;
 use livehouse_im_core::registry;
@@ -27,8 +29,8 @@ async fn tokens_are_random_url_safe_and_expire_in_five_minutes() {
 
 #[tokio::test]
 async fn pick_gateway_takes_the_least_loaded_live_one() {
-    let cache = MemoryCache::new();
-    assert!(registry::pick_gateway(&cache).await.unwrap().is_none());
+    let presence = MemoryPresence::default();
+    assert!(registry::pick_gateway(&presence).await.unwrap().is_none());
     let info = |id: &str, sessions| GatewayInfo {
         id: id.into(),
         ws_addr: format!("ws://{id}/ws"),
@@ -36,49 +38,42 @@ async fn pick_gateway_takes_the_least_loaded_live_one() {
         push_url: format!("http://{id}"),
         sessions,
     };
-    let now = now_ms() as f64;
-    for (g, score) in [
-        (info("busy", 100), now),
-        (info("light", 3), now),
-        (info("dead", 0), now - 60_000.0),
-    ] {
-        cache
-            .set(
-                &keys::gateway_info(&g.id),
-                &serde_json::to_string(&g).unwrap(),
-                None,
-            )
-            .await
-            .unwrap();
-        cache.zadd(keys::GATEWAYS, &g.id, score).await.unwrap();
-    }
-    let g = registry::pick_gateway(&cache).await.unwrap().unwrap();
-    assert_eq!(g.id, "light");
-    // The dead one was trimmed from the registry.
-    assert!(cache
-        .zscore(keys::GATEWAYS, "dead")
+    let now = now_ms();
+    presence.beat(&info("busy", 100), &[], now).await.unwrap();
+    presence.beat(&info("light", 3), &[], now).await.unwrap();
+    presence
+        .beat(&info("dead", 0), &[], now - 60_000)
         .await
-        .unwrap()
-        .is_none());
+        .unwrap();
+    let g = registry::pick_gateway(&presence).await.unwrap().unwrap();
+    assert_eq!(g.id, "light", "the dead one is never offered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_gateway_registers_itself_with_its_load() {
     let env = start().await;
-    eventually("registered", || async {
-        registry::pick_gateway(&*env.cache).await.unwrap().is_some()
-    })
-    .await;
-    let g = registry::pick_gateway(&*env.cache).await.unwrap().unwrap();
+    let g = registry::pick_gateway(&*env.b.presence)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(g.id, "gw-test");
     assert_eq!(g.tcp_addr, env.tcp.to_string());
     assert_eq!(g.ws_addr, format!("ws://{}/ws", env.http));
     let _c = env.tcp_login(1, 1).await;
     eventually("load reported", || async {
-        registry::pick_gateway(&*env.cache)
+        registry::pick_gateway(&*env.b.presence)
             .await
             .unwrap()
             .is_some_and(|g| g.sessions == 1)
+    })
+    .await;
+    // A clean stop takes it out of the choice at once.
+    env.stop();
+    eventually("deregistered", || async {
+        registry::pick_gateway(&*env.b.presence)
+            .await
+            .unwrap()
+            .is_none()
     })
     .await;
 }
@@ -87,11 +82,27 @@ async fn a_running_gateway_registers_itself_with_its_load() {
 async fn internal_push_checks_the_secret_and_delivers() {
     let env = start().await;
     let mut w = env.ws_login(2, 6).await;
-    let batch = serde_json::json!({
-        "receivers": [2],
-        "msg": {"msgId": "", "appId": 10001, "roomId": 6, "senderId": 1, "bizCode": 5555,
-                "data": "{\"roomId\":6,\"content\":\"pushed\"}", "sentAtMs": 0}
-    })
+    let ev = chat_event(6, 1, "pushed");
+    let (a, _) = (
+        env.b
+            .log
+            .append(
+                6,
+                livehouse_core::chatlog::NewEntry {
+                    msg_id: ev.msg_id.clone(),
+                    kind: ev.biz_code,
+                    at_ms: now_ms(),
+                    payload: bytes::Bytes::from(serde_json::to_vec(&ev).unwrap()),
+                },
+            )
+            .await
+            .unwrap(),
+        (),
+    );
+    let batch = serde_json::json!([{
+        "roomId": 6, "epoch": a.pos.epoch,
+        "entries": [{"offset": a.pos.offset, "msg": ev}]
+    }])
     .to_string();
     let (s, _) = http(env.http, "POST", "/internal/im/push", &[], &batch).await;
     assert_eq!(s, 403);
@@ -123,9 +134,7 @@ async fn internal_push_checks_the_secret_and_delivers() {
     .await;
     assert_eq!(s, 200, "{body}");
     let m = w.expect(code::BIZ).await;
-    assert!(
-        !m.msg_id.as_deref().unwrap().is_empty(),
-        "a fresh msgId is given"
-    );
+    assert_eq!(m.msg_id.as_deref(), Some(ev.msg_id.as_str()));
+    assert_eq!(m.offset, Some(1));
     assert!(m.data.as_deref().unwrap().contains("pushed"));
 }

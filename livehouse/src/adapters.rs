@@ -2,7 +2,7 @@
 //! the binary wires roles together. Each is a thin translation; no logic of its own.
 
 use async_trait::async_trait;
-use livehouse_core::events::PushBatch;
+use livehouse_core::events::{GatewayInfo, RoomBatch};
 use livehouse_im_core::Gateway;
 use livehouse_living::LivingService;
 use livehouse_media::StreamAuth;
@@ -50,12 +50,12 @@ pub struct LocalFirstDelivery {
 
 #[async_trait]
 impl GatewayDelivery for LocalFirstDelivery {
-    async fn deliver(&self, gateway_id: &str, batch: PushBatch) -> anyhow::Result<()> {
-        if gateway_id == self.local.config().gateway_id {
-            self.local.push(batch).await;
+    async fn deliver(&self, gateway: &GatewayInfo, batches: &[RoomBatch]) -> anyhow::Result<()> {
+        if gateway.id == self.local.config().gateway_id {
+            self.local.push(batches.to_vec()).await;
             Ok(())
         } else {
-            self.remote.deliver(gateway_id, batch).await
+            self.remote.deliver(gateway, batches).await
         }
     }
 }

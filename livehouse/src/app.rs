@@ -9,12 +9,13 @@ use livehouse_api::{ApiConfig, ApiState};
 use livehouse_core::auth::JwtKeys;
 use livehouse_core::bus::{Bus, MemoryBus};
 use livehouse_core::cache::{Cache, MemoryCache, RedisCache};
+use livehouse_core::chatlog::{ChatLog, LogConfig, MemoryChatLog, RedisChatLog};
+use livehouse_core::presence::{MemoryPresence, Presence, PresenceConfig, RedisPresence};
 use livehouse_core::{db, Backends};
-use livehouse_im_core::{Gateway, ImConfig};
-use livehouse_living::membership::{Membership, MembershipConfig, OnCount};
+use livehouse_im_core::{Gateway, ImConfig, ImPorts};
 use livehouse_living::LivingService;
 use livehouse_media::{MediaServer, StreamAuth};
-use livehouse_msg::{GatewayDelivery, HttpDelivery, Msg, MsgConfig};
+use livehouse_msg::{GatewayDelivery, HttpDelivery, Msg, MsgConfig, MsgPorts};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use std::sync::Arc;
@@ -56,10 +57,35 @@ async fn connect(cfg: &Config) -> anyhow::Result<Backends> {
         Some(b) => connect_kafka(b, cfg.kafka_namespace.as_deref()).await?,
         None => Arc::new(MemoryBus::new()),
     };
+    let log_cfg = LogConfig {
+        max_len: cfg.chat_history_len.max(1),
+        max_age: Duration::from_secs(cfg.chat_history_secs.max(1)),
+        ..LogConfig::default()
+    };
+    let (presence, chatlog): (Arc<dyn Presence>, Arc<dyn ChatLog>) = match &cfg.redis_url {
+        Some(u) => (
+            Arc::new(
+                RedisPresence::connect(u, &cfg.cache_prefix, PresenceConfig::default())
+                    .await
+                    .with_context(|| format!("connecting the presence store to Redis at {u}"))?,
+            ),
+            Arc::new(
+                RedisChatLog::connect(u, &cfg.cache_prefix, log_cfg)
+                    .await
+                    .with_context(|| format!("connecting the chat log to Redis at {u}"))?,
+            ),
+        ),
+        None => (
+            Arc::new(MemoryPresence::default()),
+            Arc::new(MemoryChatLog::new(log_cfg)),
+        ),
+    };
     Ok(Backends {
         db: database,
         cache,
         bus,
+        presence,
+        chatlog,
     })
 }
 
@@ -172,6 +198,8 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         let state = ApiState {
             db: backends.db.clone(),
             cache: backends.cache.clone(),
+            presence: backends.presence.clone(),
+            chatlog: backends.chatlog.clone(),
             living: living.clone(),
             jwt: jwt.clone(),
             config: Arc::new(ApiConfig {
@@ -202,35 +230,11 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     }
 
     if has(Role::Living) {
-        let (svc, stop) = (living.clone(), shutdown.wait());
+        let (svc, presence, stop) = (living.clone(), backends.presence.clone(), shutdown.wait());
         tasks.spawn(async move {
-            livehouse_living::lists::run(svc, stop).await;
+            livehouse_living::lists::run(svc, Some(presence), stop).await;
             Ok(())
         });
-        let svc = living.clone();
-        let on_count: OnCount = Arc::new(move |room_id, count| {
-            let svc = svc.clone();
-            Box::pin(async move {
-                if let Err(e) = svc.set_watch_num(room_id, count).await {
-                    tracing::warn!(room_id, error = %e, "could not update watch_num");
-                }
-            })
-        });
-        let membership = MembershipConfig {
-            gateway_stale: heartbeat_gap,
-            sweep_every: (heartbeat_gap / 2)
-                .clamp(Duration::from_millis(500), Duration::from_secs(5)),
-            ..MembershipConfig::default()
-        };
-        let m = Membership::subscribe(
-            membership,
-            backends.bus.clone(),
-            backends.cache.clone(),
-            on_count,
-        )
-        .await
-        .context("subscribing to presence events")?;
-        tasks.spawn(m.run(shutdown.wait()));
     }
 
     let mut gateway = None;
@@ -246,6 +250,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             None => addr.to_string(),
         };
         let http_addr = http_listener.local_addr()?;
+        let internal_token = jwt.service_token();
         let im_cfg = ImConfig {
             gateway_id: cfg
                 .gateway_id
@@ -256,16 +261,24 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             push_url: format!("http://{}", reachable(http_addr)),
             heartbeat_gap,
             login_timeout: Duration::from_secs(cfg.im_login_timeout_secs.max(1)),
-            // Registering several times per gap lets living's sweep see a dead gateway within
-            // two gaps even when its users' bindings have not expired yet.
-            registration_interval: (heartbeat_gap / 4)
-                .clamp(Duration::from_millis(250), Duration::from_secs(5)),
-            internal_token: jwt.service_token(),
+            internal_auth: Some(Arc::new(move |given: &str| given == internal_token)),
             fanout_linger: Duration::from_millis(cfg.im_fanout_linger_ms),
             ..ImConfig::default()
         };
+        anyhow::ensure!(
+            !im_cfg.gateway_id.contains('/'),
+            "--gateway-id must not contain '/'"
+        );
         tracing::info!(gateway = %im_cfg.gateway_id, tcp = %im_cfg.tcp_addr_public, "IM gateway");
-        let gw = Gateway::new(im_cfg, backends.cache.clone(), backends.bus.clone());
+        let gw = Gateway::new(
+            im_cfg,
+            ImPorts {
+                cache: backends.cache.clone(),
+                bus: backends.bus.clone(),
+                presence: backends.presence.clone(),
+                log: backends.chatlog.clone(),
+            },
+        );
         http = http.merge(gw.router());
         tasks.spawn(gw.clone().serve_tcp(im_listener, shutdown.wait()));
         let (g, stop) = (gw.clone(), shutdown.wait());
@@ -273,6 +286,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             g.run_registration(stop).await;
             Ok(())
         });
+        tasks.spawn(gw.clone().run_control(shutdown.wait()));
         let (g, stop) = (gw.clone(), shutdown.wait());
         tasks.spawn(async move {
             export_gateway_metrics(g, stop).await;
@@ -282,7 +296,8 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     }
 
     if has(Role::Msg) {
-        let remote = HttpDelivery::new(backends.cache.clone(), jwt.service_token())?;
+        let token = jwt.service_token();
+        let remote = HttpDelivery::new(Arc::new(move || token.clone()))?;
         let delivery: Arc<dyn GatewayDelivery> = match &gateway {
             Some(local) => Arc::new(LocalFirstDelivery {
                 local: local.clone(),
@@ -292,8 +307,11 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         };
         let m = Msg::subscribe(
             MsgConfig::default(),
-            backends.bus.clone(),
-            backends.cache.clone(),
+            MsgPorts {
+                bus: backends.bus.clone(),
+                log: backends.chatlog.clone(),
+                presence: backends.presence.clone(),
+            },
             delivery,
         )
         .await
@@ -373,6 +391,12 @@ async fn export_gateway_metrics(gw: Arc<Gateway>, shutdown: impl Future<Output =
             ("livehouse_im_idle_closed_total", s.idle_closed),
             ("livehouse_im_login_timed_out_total", s.login_timed_out),
             ("livehouse_im_chat_published_total", s.chat_published),
+            ("livehouse_im_publish_failed_total", s.publish_failed),
+            ("livehouse_im_events_dropped_total", s.events_dropped),
+            ("livehouse_im_recover_asked_total", s.recover_asked),
+            ("livehouse_im_recovered_total", s.recovered),
+            ("livehouse_im_repaired_total", s.repaired),
+            ("livehouse_im_lost_total", s.lost),
             ("livehouse_im_write_lag_p99_ms", s.write_lag_p99_ms),
         ] {
             metrics::gauge!(name).set(v as f64);

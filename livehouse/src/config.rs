@@ -28,7 +28,7 @@ pub enum Role {
     All,
     /// HTTP API: accounts, rooms, lists, IM config, web pages.
     Api,
-    /// Rooms: the room-list job and room membership from the bus.
+    /// Rooms: the room-list job and the rooms' viewer counts.
     Living,
     /// Chat fan-out from the bus to the gateways.
     Msg,
@@ -147,7 +147,23 @@ pub struct Config {
         global = true
     )]
     pub im_fanout_linger_ms: u64,
-    /// Id of this IM gateway in the registry. Default: random.
+    /// Messages kept in each room's chat history (for history on join and recovery).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_CHAT_HISTORY_LEN",
+        default_value_t = 300,
+        global = true
+    )]
+    pub chat_history_len: usize,
+    /// Seconds a chat message stays in its room's history.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_CHAT_HISTORY_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
+    pub chat_history_secs: u64,
+    /// Id of this IM gateway in the presence store. Default: random.
     #[arg(long, env = "LIVEHOUSE_GATEWAY_ID", global = true)]
     pub gateway_id: Option<String>,
 }

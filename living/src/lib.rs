@@ -1,17 +1,18 @@
 //! # livehouse-living
 //!
 //! Rooms. Owns the `t_living_room` / `t_living_room_record` tables ([`entity`], [`migration`]),
-//! the rooms service ([`LivingService`]: start, close, cached look-up, cached lists, records) and
-//! the scheduled job that rebuilds the room lists ([`lists`]).
+//! the rooms service ([`LivingService`]: start, close, cached look-up, cached lists, records),
+//! the scheduled job that rebuilds the room lists ([`lists`]) and keeps each room's viewer count
+//! from the presence store ([`watch`]).
 //!
 //! Must not: speak HTTP (that is `livehouse-api`) or read the users table (the anchor's name is
 //! copied into the room at start, so list reads need nothing else).
 
 pub mod entity;
 pub mod lists;
-pub mod membership;
 pub mod migration;
 pub mod service;
+pub mod watch;
 
 pub use service::{
     LivingError, LivingResult, LivingService, Page, Room, RoomRecord, RoomSummary, StartRoom,

@@ -1,11 +1,13 @@
 //! The scheduled job that keeps the room lists fresh: every second, whoever takes the lock
-//! (set-if-absent with expiry in the cache, so one instance runs it) rebuilds each type's list
+//! (set-if-absent with expiry in the cache, so one instance runs it) updates the rooms' viewer
+//! counts from the presence store ([`crate::watch::sync`]), then rebuilds each type's list
 //! into a temporary list and renames it over the live one ([`crate::LivingService::rebuild_lists`]).
 //!
 //! Must not: serve reads (that is [`crate::LivingService::list`]).
 
 use crate::LivingService;
 use livehouse_core::ids;
+use livehouse_core::presence::Presence;
 use std::future::Future;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ pub const PERIOD: Duration = Duration::from_secs(1);
 const LOCK_TTL: Duration = Duration::from_millis(900);
 
 /// One tick: takes the lock and rebuilds. Returns whether this instance did the work.
-pub async fn tick(service: &LivingService, owner: &str) -> bool {
+pub async fn tick(service: &LivingService, presence: Option<&dyn Presence>, owner: &str) -> bool {
     match service.cache().set_nx(LOCK_KEY, owner, LOCK_TTL).await {
         Ok(true) => {}
         Ok(false) => return false,
@@ -26,6 +28,11 @@ pub async fn tick(service: &LivingService, owner: &str) -> bool {
         }
     }
     let started = std::time::Instant::now();
+    if let Some(p) = presence {
+        if let Err(e) = crate::watch::sync(service, p).await {
+            tracing::warn!(error = %e, "viewer counts not updated");
+        }
+    }
     let result = service.rebuild_lists().await;
     metrics::histogram!("livehouse_room_list_rebuild_seconds")
         .record(started.elapsed().as_secs_f64());
@@ -36,7 +43,11 @@ pub async fn tick(service: &LivingService, owner: &str) -> bool {
 }
 
 /// Runs [`tick`] every [`PERIOD`] until `shutdown` resolves.
-pub async fn run(service: LivingService, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    service: LivingService,
+    presence: Option<std::sync::Arc<dyn Presence>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let owner = ids::random_hex(8);
     let mut interval = tokio::time::interval(PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -44,7 +55,7 @@ pub async fn run(service: LivingService, shutdown: impl Future<Output = ()>) {
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = interval.tick() => { tick(&service, &owner).await; }
+            _ = interval.tick() => { tick(&service, presence.as_deref(), &owner).await; }
         }
     }
 }

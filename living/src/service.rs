@@ -468,6 +468,17 @@ impl LivingService {
     }
 
     /// Number of live rooms (for metrics and tests).
+    /// Every live room's id and stored `watch_num`.
+    pub async fn watch_nums(&self) -> LivingResult<Vec<(i64, i64)>> {
+        Ok(living_room::Entity::find()
+            .select_only()
+            .column(living_room::Column::Id)
+            .column(living_room::Column::WatchNum)
+            .into_tuple::<(i64, i64)>()
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn live_count(&self) -> LivingResult<u64> {
         Ok(living_room::Entity::find().count(&self.db).await?)
     }

@@ -138,6 +138,38 @@ macro_rules! conformance {
             }
 
             #[tokio::test]
+            async fn viewer_counts_follow_the_presence_store() {
+                use livehouse_core::events::GatewayInfo;
+                use livehouse_core::presence::{MemoryPresence, Presence};
+                use livehouse_core::time::now_ms;
+                let Some(s) = svc().await else { return };
+                let a = s.start(start(300, 1, "a")).await.unwrap().id;
+                let b = s.start(start(301, 1, "b")).await.unwrap().id;
+                let p = MemoryPresence::default();
+                let gw = |id: &str| GatewayInfo {
+                    id: id.into(),
+                    ..GatewayInfo::default()
+                };
+                let now = now_ms();
+                p.beat(&gw("g1"), &[(a, 3)], now).await.unwrap();
+                p.beat(&gw("g2"), &[(a, 2), (b, 1)], now).await.unwrap();
+                assert_eq!(livehouse_living::watch::sync(&s, &p).await.unwrap(), 2);
+                assert_eq!(s.get(a).await.unwrap().unwrap().watch_num, 5);
+                assert_eq!(s.get(b).await.unwrap().unwrap().watch_num, 1);
+                assert_eq!(
+                    livehouse_living::watch::sync(&s, &p).await.unwrap(),
+                    0,
+                    "unchanged counts write nothing"
+                );
+                // g2 stops beating: its viewers no longer count once its live window passed.
+                p.beat(&gw("g1"), &[], now_ms()).await.unwrap();
+                p.remove_gateway("g2").await.unwrap();
+                livehouse_living::watch::sync(&s, &p).await.unwrap();
+                assert_eq!(s.get(a).await.unwrap().unwrap().watch_num, 3);
+                assert_eq!(s.get(b).await.unwrap().unwrap().watch_num, 0);
+            }
+
+            #[tokio::test]
             async fn lists_are_rebuilt_newest_first_and_paged_from_the_cache() {
                 let Some(s) = svc().await else { return };
                 let mut ids = vec![];
@@ -155,9 +187,9 @@ macro_rules! conformance {
                     s.list(1, page1).await.unwrap().0.is_empty(),
                     "reads never touch SQL"
                 );
-                assert!(lists::tick(&s, "owner-a").await, "free lock is taken");
+                assert!(lists::tick(&s, None, "owner-a").await, "free lock is taken");
                 assert!(
-                    !lists::tick(&s, "owner-b").await,
+                    !lists::tick(&s, None, "owner-b").await,
                     "a held lock makes a peer skip"
                 );
                 let (first, more) = s.list(1, page1).await.unwrap();

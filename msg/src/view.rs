@@ -1,190 +1,112 @@
-//! The local view of who is in which room and on which gateway: what lets `msg` fan a chat
-//! message out with no cache round trip per viewer.
+//! Which gateways serve which room: what lets `msg` push a room's messages only to the gateways
+//! with viewers there, with no store round trip per message.
 //!
-//! Fed two ways: presence events from the bus (every `msg` instance sees all of them), applied at
-//! once; and snapshots from the cache (the room's member set plus each member's gateway
-//! binding), taken when a room first gets a chat message and then every few seconds while it is
-//! active. A snapshot is merged so that an event applied shortly before or during the snapshot
-//! (within the *settle* window) wins over it: the cache is written by `living` from the same
-//! events and may lag behind.
+//! Fed two ways: online events from the bus (every `msg` instance sees all of them), applied at
+//! once, so a gateway that just got its first viewer in a room is pushed to right away; and
+//! snapshots from the presence store (the gateways with users in the room), taken when a room
+//! gets its first message and then every few seconds while it has chat. Each event or snapshot
+//! that names a gateway confirms it; a gateway unconfirmed for the *settle* window leaves the
+//! room. So the store lagging behind events (a new viewer counts at its gateway's next beat),
+//! or coming back empty for a moment (a Redis restart, until the gateways write their part
+//! again), never stops the pushes.
 //!
-//! Must not: do I/O (the caller takes snapshots) or hold more than the online users and the
-//! rooms that recently had chat.
+//! Missing a gateway costs that gateway a repair from the chat log (it notices the gap, or
+//! checks every second), never a lost message; a gateway listed in excess only receives pushes
+//! it drops. So this view needs to be good, not perfect.
+//!
+//! Must not: do I/O (the caller takes snapshots) or hold more than the rooms with recent chat
+//! and the recent events.
 
-use livehouse_core::events::PresenceEvent;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct Room {
-    /// user → gateway id.
-    members: HashMap<i64, Arc<str>>,
-    /// user → (when an event about them was applied, its `at_ms`), for the merge and for order.
-    recent: HashMap<i64, (Instant, i64)>,
+    /// Gateway → when an event or a snapshot last named it.
+    gateways: HashMap<Arc<str>, Instant>,
     synced_at: Option<Instant>,
     last_chat: Option<Instant>,
 }
 
-/// Members → gateway per room. Not thread-safe itself; the owner wraps it in a mutex.
-pub struct View {
-    rooms: HashMap<i64, Room>,
-    gateways: HashMap<String, Arc<str>>,
-    settle: Duration,
+impl Room {
+    fn confirm(&mut self, gateway: &str, now: Instant) {
+        match self.gateways.get_mut(gateway) {
+            Some(t) => *t = now,
+            None => {
+                self.gateways.insert(Arc::from(gateway), now);
+            }
+        }
+    }
 }
 
-/// Whether a presence event adds or removes a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    Online,
-    Offline,
+/// Rooms → gateways. Not thread-safe itself; the owner wraps it in a mutex.
+pub struct View {
+    rooms: HashMap<i64, Room>,
+    settle: Duration,
 }
 
 impl View {
     pub fn new(settle: Duration) -> Self {
         View {
             rooms: HashMap::new(),
-            gateways: HashMap::new(),
             settle,
         }
     }
 
-    fn intern(&mut self, gateway: &str) -> Arc<str> {
-        if let Some(g) = self.gateways.get(gateway) {
-            return g.clone();
-        }
-        let g: Arc<str> = Arc::from(gateway);
-        self.gateways.insert(gateway.to_string(), g.clone());
-        g
+    /// A connection on `gateway` joined `room`.
+    pub fn online(&mut self, room: i64, gateway: &str, now: Instant) {
+        self.rooms.entry(room).or_default().confirm(gateway, now);
     }
 
-    /// Applies a presence event. An event older (by `at_ms`) than the last one applied for the
-    /// same user and room is ignored (online and offline travel on different topics, so they
-    /// can arrive out of order); on a tie, online wins. An offline event removes the user only
-    /// when they are still on the gateway it names (a reconnect elsewhere stays).
-    pub fn apply(&mut self, kind: Presence, ev: &PresenceEvent, now: Instant) {
-        let gateway = self.intern(&ev.gateway_id);
-        let room = self.rooms.entry(ev.room_id).or_default();
-        if let Some(&(_, last)) = room.recent.get(&ev.user_id) {
-            if ev.at_ms < last || (ev.at_ms == last && kind == Presence::Offline) {
-                return;
-            }
-        }
-        room.recent.insert(ev.user_id, (now, ev.at_ms));
-        match kind {
-            Presence::Online => {
-                room.members.insert(ev.user_id, gateway);
-            }
-            Presence::Offline => {
-                if room
-                    .members
-                    .get(&ev.user_id)
-                    .is_some_and(|g| **g == *ev.gateway_id)
-                {
-                    room.members.remove(&ev.user_id);
-                }
-            }
-        }
+    /// True when the room has never been loaded from the store (or was forgotten).
+    pub fn needs_snapshot(&self, room: i64) -> bool {
+        self.rooms.get(&room).is_none_or(|r| r.synced_at.is_none())
     }
 
-    /// True when the room has never been loaded from the cache (or was evicted).
-    pub fn needs_snapshot(&self, room_id: i64) -> bool {
-        self.rooms
-            .get(&room_id)
-            .is_none_or(|r| r.synced_at.is_none())
-    }
-
-    /// Merges a snapshot of the room read from the cache, started at `started`: users with an
-    /// event applied after `started - settle` keep the state the events gave them.
-    pub fn merge_snapshot(
-        &mut self,
-        room_id: i64,
-        snapshot: Vec<(i64, String)>,
-        started: Instant,
-        now: Instant,
-    ) {
-        let snap: Vec<(i64, Arc<str>)> = snapshot
-            .into_iter()
-            .map(|(u, g)| (u, self.intern(&g)))
-            .collect();
+    /// The gateways the store says serve the room, read at `now`.
+    pub fn merge_snapshot(&mut self, room: i64, gateways: Vec<String>, now: Instant) {
         let settle = self.settle;
-        let room = self.rooms.entry(room_id).or_default();
-        let fresh = |t: Instant| t + settle >= started;
-        let mut members: HashMap<i64, Arc<str>> = snap
-            .into_iter()
-            .filter(|(u, _)| !room.recent.get(u).is_some_and(|(t, _)| fresh(*t)))
-            .collect();
-        for (u, (t, _)) in &room.recent {
-            if fresh(*t) {
-                if let Some(g) = room.members.get(u) {
-                    members.insert(*u, g.clone());
-                }
-            }
+        let r = self.rooms.entry(room).or_default();
+        for g in &gateways {
+            r.confirm(g, now);
         }
-        room.members = members;
-        room.recent.retain(|_, (t, _)| *t + settle >= now);
-        room.synced_at = Some(now);
+        r.gateways.retain(|_, t| *t + settle >= now);
+        r.synced_at = Some(now);
     }
 
     /// Marks a chat message in the room (keeps it in the resync set).
-    pub fn touch_chat(&mut self, room_id: i64, now: Instant) {
-        self.rooms.entry(room_id).or_default().last_chat = Some(now);
+    pub fn touch_chat(&mut self, room: i64, now: Instant) {
+        self.rooms.entry(room).or_default().last_chat = Some(now);
     }
 
-    /// Receivers of a message in the room grouped by gateway, without `sender`.
-    pub fn targets(&self, room_id: i64, sender: i64) -> Vec<(Arc<str>, Vec<i64>)> {
-        let Some(room) = self.rooms.get(&room_id) else {
+    /// The gateways to push the room's messages to, sorted.
+    pub fn gateways(&self, room: i64) -> Vec<Arc<str>> {
+        let Some(r) = self.rooms.get(&room) else {
             return Vec::new();
         };
-        let mut by_gw: HashMap<Arc<str>, Vec<i64>> = HashMap::new();
-        for (u, g) in &room.members {
-            if *u != sender {
-                by_gw.entry(g.clone()).or_default().push(*u);
-            }
-        }
-        let mut out: Vec<_> = by_gw.into_iter().collect();
-        for (_, v) in &mut out {
-            v.sort_unstable();
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        let mut v: Vec<Arc<str>> = r.gateways.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     /// Rooms with a chat message within `active`, to resync now. Rooms idle longer lose their
-    /// snapshot (loaded again on their next message); rooms with no members, no recent events
-    /// and no recent chat are forgotten.
+    /// snapshot (loaded again on their next message); rooms with nothing recent are forgotten.
     pub fn housekeep(&mut self, active: Duration, now: Instant) -> Vec<i64> {
         let settle = self.settle;
         let mut due = Vec::new();
         self.rooms.retain(|id, r| {
-            r.recent.retain(|_, (t, _)| *t + settle >= now);
             let chatting = r.last_chat.is_some_and(|t| t + active >= now);
             if chatting {
                 due.push(*id);
             } else {
                 r.synced_at = None;
+                r.gateways.retain(|_, t| *t + settle >= now);
             }
-            chatting || !r.members.is_empty() || !r.recent.is_empty()
+            chatting || !r.gateways.is_empty()
         });
-        let live: std::collections::HashSet<&str> = self
-            .rooms
-            .values()
-            .flat_map(|r| r.members.values().map(|g| &**g))
-            .collect();
-        self.gateways.retain(|k, _| live.contains(k.as_str()));
         due.sort_unstable();
         due
-    }
-
-    #[cfg(test)]
-    pub fn members(&self, room_id: i64) -> Vec<(i64, String)> {
-        let mut v: Vec<_> = self
-            .rooms
-            .get(&room_id)
-            .map(|r| r.members.iter().map(|(u, g)| (*u, g.to_string())).collect())
-            .unwrap_or_default();
-        v.sort();
-        v
     }
 }
 
@@ -192,54 +114,31 @@ impl View {
 mod tests {
     use super::*;
 
-    fn ev(user: i64, gw: &str, at: i64) -> PresenceEvent {
-        PresenceEvent {
-            user_id: user,
-            room_id: 1,
-            gateway_id: gw.into(),
-            at_ms: at,
-        }
+    fn names(v: Vec<Arc<str>>) -> Vec<String> {
+        v.iter().map(|g| g.to_string()).collect()
     }
 
     #[test]
-    fn out_of_order_and_reconnects() {
-        let mut v = View::new(Duration::from_secs(5));
-        let now = Instant::now();
-        v.apply(Presence::Online, &ev(1, "a", 10), now);
-        v.apply(Presence::Offline, &ev(1, "a", 5), now); // older: ignored
-        assert_eq!(v.members(1), vec![(1, "a".into())]);
-        v.apply(Presence::Online, &ev(1, "b", 20), now); // reconnect elsewhere
-        v.apply(Presence::Offline, &ev(1, "a", 25), now); // the old session ends
-        assert_eq!(v.members(1), vec![(1, "b".into())]);
-        v.apply(Presence::Offline, &ev(1, "b", 30), now);
-        assert!(v.members(1).is_empty());
-    }
-
-    #[test]
-    fn snapshot_merge_prefers_recent_events() {
+    fn events_count_at_once_and_outlive_a_lagging_snapshot() {
         let mut v = View::new(Duration::from_secs(5));
         let t0 = Instant::now();
-        v.apply(Presence::Online, &ev(1, "a", 10), t0); // cache may not have it yet
-        v.apply(Presence::Offline, &ev(2, "a", 10), t0); // cache may still have it
-        let later = t0 + Duration::from_secs(1);
-        v.merge_snapshot(1, vec![(2, "a".into()), (3, "b".into())], later, later);
-        assert_eq!(v.members(1), vec![(1, "a".into()), (3, "b".into())]);
-        // Much later the cache is the truth again.
-        let much_later = t0 + Duration::from_secs(60);
-        v.merge_snapshot(1, vec![(2, "a".into())], much_later, much_later);
-        assert_eq!(v.members(1), vec![(2, "a".into())]);
-    }
-
-    #[test]
-    fn targets_group_by_gateway_without_sender() {
-        let mut v = View::new(Duration::from_secs(5));
-        let now = Instant::now();
-        for (u, g) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c")] {
-            v.apply(Presence::Online, &ev(u, g, 1), now);
-        }
-        let t = v.targets(1, 5);
-        let t: Vec<(String, Vec<i64>)> = t.into_iter().map(|(g, u)| (g.to_string(), u)).collect();
-        assert_eq!(t, vec![("a".into(), vec![1, 2]), ("b".into(), vec![3, 4])]);
+        assert!(v.needs_snapshot(1));
+        v.online(1, "b", t0);
+        assert_eq!(
+            names(v.gateways(1)),
+            ["b"],
+            "an event counts before any snapshot"
+        );
+        // The store has not seen b yet.
+        v.merge_snapshot(1, vec!["a".into()], t0 + Duration::from_secs(1));
+        assert!(!v.needs_snapshot(1));
+        assert_eq!(names(v.gateways(1)), ["a", "b"]);
+        // An empty snapshot (a store that lost its data for a moment) removes nobody at once.
+        v.merge_snapshot(1, vec![], t0 + Duration::from_secs(2));
+        assert_eq!(names(v.gateways(1)), ["a", "b"]);
+        // Unconfirmed for longer than the settle window, a gateway leaves the room.
+        v.merge_snapshot(1, vec!["c".into()], t0 + Duration::from_secs(60));
+        assert_eq!(names(v.gateways(1)), ["c"]);
     }
 
     #[test]
@@ -247,12 +146,12 @@ mod tests {
         let mut v = View::new(Duration::from_secs(1));
         let t0 = Instant::now();
         v.touch_chat(7, t0);
-        v.merge_snapshot(7, vec![], t0, t0);
+        v.merge_snapshot(7, vec!["a".into()], t0);
         assert_eq!(v.housekeep(Duration::from_secs(10), t0), vec![7]);
-        assert!(!v.needs_snapshot(7));
         let later = t0 + Duration::from_secs(30);
         assert!(v.housekeep(Duration::from_secs(10), later).is_empty());
         assert!(v.needs_snapshot(7));
-        assert!(v.rooms.is_empty(), "empty idle room forgotten");
+        assert!(v.gateways(7).is_empty());
+        assert!(v.rooms.is_empty(), "idle room forgotten");
     }
 }

@@ -12,8 +12,7 @@
 //! Each run uses its own database, Redis key prefix and Kafka namespace, so runs can share the
 //! servers. Clients speak the TCP form of the wire protocol (design §3).
 
-use livehouse_core::cache::{Cache, RedisCache};
-use livehouse_core::events::keys;
+use livehouse_core::presence::{Presence, PresenceConfig, RedisPresence};
 use livehouse_core::testenv;
 use livehouse_e2e::{binary, free_addr};
 use serde_json::{json, Value};
@@ -310,14 +309,12 @@ impl Client {
     }
 }
 
-async fn members(cache: &RedisCache, room: i64) -> HashSet<i64> {
-    cache
-        .set_members(&keys::room_members(room))
+/// The room's user count over its live gateways, as the presence store says.
+async fn viewers_in(presence: &RedisPresence, room: i64) -> u64 {
+    presence
+        .room_counts(&[room], livehouse_core::time::now_ms())
         .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|s| s.parse().ok())
-        .collect()
+        .unwrap()[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +363,9 @@ async fn run(mysql: String, redis: String, kafka: String) {
         dir: dir.clone(),
     };
     eprintln!("e2e logs in {}", dir.display());
-    let cache = RedisCache::connect(&redis, &prefix).await.expect("redis");
+    let presence = RedisPresence::connect(&redis, &prefix, PresenceConfig::default())
+        .await
+        .expect("redis");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -394,11 +393,11 @@ async fn run(mysql: String, redis: String, kafka: String) {
         healthy(&http, p, &cluster).await;
     }
     eventually(STEP, "both gateways registered", || async {
-        let live = cache
-            .zrange_by_score(keys::GATEWAYS, 0.0, f64::INFINITY)
+        let live = presence
+            .gateways(livehouse_core::time::now_ms())
             .await
             .unwrap();
-        let ids: HashSet<String> = live.into_iter().map(|(g, _)| g).collect();
+        let ids: HashSet<String> = live.into_iter().map(|g| g.id).collect();
         (ids.contains(&gw_a) && ids.contains(&gw_b)).then_some(())
     })
     .await;
@@ -425,10 +424,11 @@ async fn run(mysql: String, redis: String, kafka: String) {
         let addr = if i < 2 { tcp_a } else { tcp_b };
         clients.push(Client::login(addr, v, room).await);
     }
-    let all: HashSet<i64> = viewers.iter().map(|v| v.id).collect();
-    eventually(STEP, "living has every viewer in the room", || async {
-        (members(&cache, room).await == all).then_some(())
-    })
+    eventually(
+        STEP,
+        "the presence store has every viewer in the room",
+        || async { (viewers_in(&presence, room).await == viewers.len() as u64).then_some(()) },
+    )
     .await;
 
     // Viewer 0 (gateway A) chats: viewer 1 (A) and viewers 2, 3 (B) get it once; 0 does not.
@@ -449,9 +449,8 @@ async fn run(mysql: String, redis: String, kafka: String) {
     let killed_at = Instant::now();
     im_a.child.start_kill().unwrap();
     let _ = im_a.child.wait().await;
-    let on_b: HashSet<i64> = viewers[2..].iter().map(|v| v.id).collect();
     eventually(STEP, "gateway A's viewers leave the room", || async {
-        (members(&cache, room).await == on_b).then_some(())
+        (viewers_in(&presence, room).await == 2).then_some(())
     })
     .await;
     let took = killed_at.elapsed();

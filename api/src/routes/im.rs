@@ -1,6 +1,7 @@
-//! `POST /im/getImConfig` (an IM token and the least-loaded live gateway) and
-//! `GET /im/online?userId=` (whether a user has a live IM session). The registry itself lives in
-//! `livehouse-im-core`; this is its HTTP face.
+//! `POST /im/getImConfig` (an IM token and a live gateway), `GET /im/online?userId=` (whether a
+//! user has a live IM connection) and `GET /im/history?roomId=&limit=&before=` (a page of a
+//! room's chat, design §3.1). The registry and the chat log live in `livehouse-im-core` and
+//! `livehouse-core`; this is their HTTP face.
 
 use crate::envelope::ok;
 use crate::error::{ApiError, ApiResult};
@@ -31,7 +32,7 @@ async fn get_im_config(
     CurrentUser(user_id): CurrentUser,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
-    let gateway = registry::pick_gateway(state.cache.as_ref())
+    let gateway = registry::pick_gateway(state.presence.as_ref())
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::Unavailable("no IM gateway is running".into()))?;
@@ -66,14 +67,94 @@ async fn online(
     let user_id = req
         .user_id
         .ok_or_else(|| ApiError::BadRequest("userId is required".into()))?;
-    let online = registry::is_online(state.cache.as_ref(), user_id)
+    let online = registry::is_online(state.presence.as_ref(), user_id)
         .await
         .map_err(ApiError::internal)?;
     Ok(ok(json!({ "userId": user_id, "online": online })))
+}
+
+/// Largest and default page of history.
+pub const HISTORY_MAX: i64 = 100;
+pub const HISTORY_DEFAULT: i64 = 50;
+/// `bizCode` of a chat message: what history lists.
+const BIZ_CHAT: i32 = 5555;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryReq {
+    #[serde(default, deserialize_with = "opt_i64")]
+    room_id: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    limit: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    before: Option<i64>,
+}
+
+/// One message of a history page: its ids and place, the sender, and the fields of its data
+/// (rebuilt by the gateway from validated fields: content, senderName, style).
+fn history_item(e: &livehouse_core::chatlog::Entry) -> Option<serde_json::Value> {
+    let ev: livehouse_core::events::ChatEvent = serde_json::from_slice(&e.payload).ok()?;
+    let mut item = serde_json::Map::new();
+    if let Ok(serde_json::Value::Object(data)) = serde_json::from_str(&ev.data) {
+        for (k, v) in data {
+            if k != "roomId" {
+                item.insert(k, v);
+            }
+        }
+    }
+    item.insert("msgId".into(), json!(ev.msg_id));
+    item.insert("offset".into(), json!(e.offset));
+    item.insert("userId".into(), json!(ev.sender_id));
+    item.insert("sentAtMs".into(), json!(ev.sent_at_ms));
+    Some(serde_json::Value::Object(item))
+}
+
+async fn history(
+    State(state): State<ApiState>,
+    Params(req): Params<HistoryReq>,
+) -> ApiResult<impl IntoResponse> {
+    let room_id = req
+        .room_id
+        .filter(|r| *r > 0)
+        .ok_or_else(|| ApiError::BadRequest("roomId must be a positive integer".into()))?;
+    let limit = req.limit.unwrap_or(HISTORY_DEFAULT);
+    if !(1..=HISTORY_MAX).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {HISTORY_MAX}"
+        )));
+    }
+    let before = match req.before {
+        None => None,
+        Some(b) if b >= 1 => Some(b as u64),
+        Some(_) => return Err(ApiError::BadRequest("before must be at least 1".into())),
+    };
+    // Only live rooms have a stream worth reading (and nobody makes keys for any number).
+    if state.living.get(room_id).await?.is_none() {
+        return Err(ApiError::NotFound("no live room with that id".into()));
+    }
+    let page = state
+        .chatlog
+        .history(
+            room_id,
+            BIZ_CHAT,
+            before,
+            limit as usize,
+            livehouse_core::time::now_ms(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let list: Vec<serde_json::Value> = page.entries.iter().filter_map(history_item).collect();
+    Ok(ok(json!({
+        "epoch": page.epoch,
+        "offset": page.top,
+        "list": list,
+        "hasMore": page.more,
+    })))
 }
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/im/getImConfig", post(get_im_config))
         .route("/im/online", get(online))
+        .route("/im/history", get(history))
 }

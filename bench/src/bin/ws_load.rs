@@ -22,6 +22,7 @@
 use clap::{Parser, Subcommand};
 use livehouse_core::cache::{Cache, RedisCache};
 use livehouse_core::events::keys;
+use livehouse_core::presence::{Presence, PresenceConfig, RedisPresence};
 use memchr::memmem::Finder;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -497,31 +498,32 @@ fn coordinate_idle(p: IdlePlan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// With tokens from Redis: waits until the room's member set there holds `want` users (the
-/// presence events have gone through `living`), at most [`MEMBERS_DEADLINE`]. `Ok(false)` when
-/// there is no Redis to look at (the example server keeps its members in memory).
+/// With tokens from Redis: waits until the presence store there counts `want` users in the
+/// room (every gateway has beaten with its viewers, so `msg` pushes to all of them), at most
+/// [`MEMBERS_DEADLINE`]. `Ok(false)` when there is no Redis to look at.
 fn wait_members(tokens: &Tokens, room: i64, want: u64) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let Some(cache) = tokens.redis().await? else {
+        let (Some(url), Some(prefix)) = (&tokens.redis_url, &tokens.cache_prefix) else {
             return Ok(false);
         };
-        let key = keys::room_members(room);
+        let presence = RedisPresence::connect(url, prefix, PresenceConfig::default()).await?;
         let t0 = Instant::now();
         loop {
-            let have = cache.set_card(&key).await? as u64;
+            let now = livehouse_core::time::now_ms();
+            let have = presence.room_counts(&[room], now).await?[0];
             if have >= want {
                 eprintln!(
-                    "room {room}: {have} members in the cache after {:.1}s",
+                    "room {room}: {have} viewers in the presence store after {:.1}s",
                     t0.elapsed().as_secs_f64()
                 );
                 return Ok(true);
             }
             anyhow::ensure!(
                 t0.elapsed() < MEMBERS_DEADLINE,
-                "room {room} has {have} of {want} members after {MEMBERS_DEADLINE:?}"
+                "room {room} has {have} of {want} viewers after {MEMBERS_DEADLINE:?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

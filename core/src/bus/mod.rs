@@ -19,6 +19,8 @@ pub const TOPIC_CHAT: &str = "livehouse.chat";
 pub const TOPIC_ONLINE: &str = "livehouse.online";
 /// Topic of offline events (a session ended), keyed by room id.
 pub const TOPIC_OFFLINE: &str = "livehouse.offline";
+/// Topic of orders to the gateways (`events::ControlEvent`), keyed by the gateway concerned.
+pub const TOPIC_CONTROL: &str = "livehouse.control";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

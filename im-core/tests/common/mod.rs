@@ -1,14 +1,20 @@
-//! Test harness: a gateway on real sockets (127.0.0.1:0) over `MemoryCache` + `MemoryBus`, real
-//! TCP and WebSocket clients, a stand-in for the `msg` role, and deadline-bounded waits.
+//! Test harness: gateways on real sockets (127.0.0.1:0) over the memory cache, bus, presence
+//! store and chat log, real TCP and WebSocket clients, the real `msg` role delivering in
+//! process, and deadline-bounded waits.
 #![allow(dead_code)]
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use livehouse_core::bus::{Bus, MemoryBus, TOPIC_CHAT};
-use livehouse_core::cache::{Cache, MemoryCache};
-use livehouse_core::events::{ChatEvent, PresenceEvent, PushBatch};
+use livehouse_core::bus::{Bus, MemoryBus};
+use livehouse_core::cache::MemoryCache;
+use livehouse_core::chatlog::{ChatLog, LogConfig, MemoryChatLog, NewEntry};
+use livehouse_core::events::{ChatEvent, GatewayInfo, PresenceEvent, RoomBatch, StreamEntry};
+use livehouse_core::presence::{MemoryPresence, Presence};
+use livehouse_core::time::now_ms;
 use livehouse_im_core::protocol::{self, Frame, FrameCodec, ImMsgBody, MAGIC};
-use livehouse_im_core::{registry, Gateway, ImConfig};
+use livehouse_im_core::{registry, Gateway, ImConfig, ImPorts};
+use livehouse_msg::{GatewayDelivery, MsgConfig, MsgPorts};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,14 +26,35 @@ use tokio_util::codec::Framed;
 
 /// Upper bound of any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(5);
+/// The room most tests use.
+pub const ROOM: i64 = 9;
+
+/// The shared backends of one test: every gateway of the test runs on them.
+#[derive(Clone)]
+pub struct Backends {
+    pub cache: Arc<MemoryCache>,
+    pub bus: Arc<MemoryBus>,
+    pub presence: Arc<MemoryPresence>,
+    pub log: Arc<MemoryChatLog>,
+}
+
+impl Backends {
+    pub fn new(log: LogConfig) -> Self {
+        Backends {
+            cache: Arc::new(MemoryCache::new()),
+            bus: Arc::new(MemoryBus::new()),
+            presence: Arc::new(MemoryPresence::default()),
+            log: Arc::new(MemoryChatLog::new(log)),
+        }
+    }
+}
 
 pub struct Env {
     pub gw: Arc<Gateway>,
-    pub cache: Arc<MemoryCache>,
-    pub bus: Arc<MemoryBus>,
+    pub b: Backends,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
-    _stop: tokio::sync::watch::Sender<bool>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 pub fn test_config() -> ImConfig {
@@ -35,34 +62,50 @@ pub fn test_config() -> ImConfig {
         gateway_id: "gw-test".into(),
         heartbeat_gap: Duration::from_secs(2),
         ack_timeout: Duration::from_millis(500),
-        internal_token: "secret".into(),
-        registration_interval: Duration::from_millis(200),
+        internal_auth: Some(Arc::new(|t: &str| t == "secret")),
+        beat_interval: Duration::from_millis(100),
+        repair_interval: Duration::from_millis(200),
         ..ImConfig::default()
     }
 }
 
+/// One gateway and the real `msg` on fresh backends.
 pub async fn start() -> Env {
     start_with(|_| {}).await
 }
 
 pub async fn start_with(tweak: impl FnOnce(&mut ImConfig)) -> Env {
+    let env = gateway(Backends::new(LogConfig::default()), tweak).await;
+    env.run_msg().await;
+    env
+}
+
+/// A gateway on `b` (no `msg`: see [`Env::run_msg`]).
+pub async fn gateway(b: Backends, tweak: impl FnOnce(&mut ImConfig)) -> Env {
     let mut cfg = test_config();
     tweak(&mut cfg);
-    let cache = Arc::new(MemoryCache::new());
-    let bus = Arc::new(MemoryBus::new());
     let tcp_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (tcp, http) = (tcp_l.local_addr().unwrap(), http_l.local_addr().unwrap());
     cfg.tcp_addr_public = tcp.to_string();
     cfg.ws_addr_public = format!("ws://{http}/ws");
     cfg.push_url = format!("http://{http}");
-    let gw = Gateway::new(cfg, cache.clone(), bus.clone());
+    let gw = Gateway::new(
+        cfg,
+        ImPorts {
+            cache: b.cache.clone(),
+            bus: b.bus.clone(),
+            presence: b.presence.clone(),
+            log: b.log.clone(),
+        },
+    );
     let (stop, rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
     tokio::spawn(gw.clone().serve_tcp(tcp_l, stopped(rx.clone())));
     tokio::spawn(gw.clone().run_registration(stopped(rx.clone())));
+    tokio::spawn(gw.clone().run_control(stopped(rx.clone())));
     let app = gw.router();
     tokio::spawn(async move {
         axum::serve(http_l, app)
@@ -70,19 +113,74 @@ pub async fn start_with(tweak: impl FnOnce(&mut ImConfig)) -> Env {
             .await
             .unwrap()
     });
-    Env {
+    let env = Env {
         gw,
-        cache,
-        bus,
+        b,
         tcp,
         http,
-        _stop: stop,
+        stop,
+    };
+    let id = env.gw.config().gateway_id.clone();
+    eventually("the gateway's first beat", || async {
+        env.b
+            .presence
+            .gateways(now_ms())
+            .await
+            .unwrap()
+            .iter()
+            .any(|g| g.id == id)
+    })
+    .await;
+    env
+}
+
+/// Delivers to the gateways of one test in process (what the binary's adapter does).
+pub struct Local(pub Vec<Arc<Gateway>>);
+
+#[async_trait]
+impl GatewayDelivery for Local {
+    async fn deliver(&self, g: &GatewayInfo, batches: &[RoomBatch]) -> anyhow::Result<()> {
+        let gw = self
+            .0
+            .iter()
+            .find(|gw| gw.config().gateway_id == g.id)
+            .ok_or_else(|| anyhow::anyhow!("no gateway {}", g.id))?;
+        gw.push(batches.to_vec()).await;
+        Ok(())
     }
 }
 
+/// Runs the real `msg` role over `b`, delivering to `gateways` in process.
+pub async fn run_msg(b: &Backends, gateways: Vec<Arc<Gateway>>) {
+    let msg = livehouse_msg::Msg::subscribe(
+        MsgConfig::default(),
+        MsgPorts {
+            bus: b.bus.clone(),
+            log: b.log.clone(),
+            presence: b.presence.clone(),
+        },
+        Arc::new(Local(gateways)),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(msg.run(std::future::pending::<()>()));
+}
+
 impl Env {
+    pub async fn run_msg(&self) {
+        run_msg(&self.b, vec![self.gw.clone()]).await;
+    }
+
+    /// Stops the gateway's listeners and tasks (its connections are closed).
+    pub fn stop(&self) {
+        self.gw.close_all();
+        let _ = self.stop.send(true);
+    }
+
     pub async fn token(&self, user: i64) -> String {
-        registry::issue_im_token(&*self.cache, user).await.unwrap()
+        registry::issue_im_token(&*self.b.cache, user)
+            .await
+            .unwrap()
     }
 
     pub fn ws_url(&self) -> String {
@@ -90,51 +188,59 @@ impl Env {
     }
 
     pub async fn tcp_login(&self, user: i64, room: i64) -> TcpClient {
+        self.tcp_login_with(user, room, serde_json::json!({}))
+            .await
+            .0
+    }
+
+    /// Logs in over TCP with extra login fields (`deviceId`, `recover`); returns the reply too.
+    pub async fn tcp_login_with(
+        &self,
+        user: i64,
+        room: i64,
+        extra: serde_json::Value,
+    ) -> (TcpClient, Msg) {
         let mut c = TcpClient::connect(self.tcp).await;
         let tok = self.token(user).await;
-        c.send(protocol::code::LOGIN, &login_body(user, &tok, room))
-            .await;
+        c.send(
+            protocol::code::LOGIN,
+            &login_body_with(user, &tok, room, extra),
+        )
+        .await;
         let r = c.expect(protocol::code::LOGIN).await;
         assert_eq!(r.data.as_deref(), Some("true"), "login reply {r:?}");
-        c
+        (c, r)
     }
 
     pub async fn ws_login(&self, user: i64, room: i64) -> WsClient {
-        let mut c = WsClient::connect(&self.ws_url()).await;
-        let tok = self.token(user).await;
-        c.send(protocol::code::LOGIN, &login_body(user, &tok, room))
-            .await;
-        let r = c.expect(protocol::code::LOGIN).await;
-        assert_eq!(r.data.as_deref(), Some("true"), "login reply {r:?}");
-        c
+        self.ws_login_with(user, room, serde_json::json!({}))
+            .await
+            .0
     }
 
-    /// Stand-in for the `msg` role: every chat message goes to `receivers` except its sender.
-    pub async fn fanout_to(&self, receivers: Vec<i64>) {
-        let mut sub = self.bus.subscribe(TOPIC_CHAT, "test-msg").await.unwrap();
-        let gw = self.gw.clone();
-        tokio::spawn(async move {
-            while let Ok(d) = sub.next().await {
-                let ev: ChatEvent = serde_json::from_slice(&d.payload).unwrap();
-                let to = receivers
-                    .iter()
-                    .copied()
-                    .filter(|u| *u != ev.sender_id)
-                    .collect();
-                gw.push(PushBatch {
-                    receivers: to,
-                    msg: ev,
-                })
-                .await;
-                sub.commit(&d).await.unwrap();
-            }
-        });
+    pub async fn ws_login_with(
+        &self,
+        user: i64,
+        room: i64,
+        extra: serde_json::Value,
+    ) -> (WsClient, Msg) {
+        let mut c = WsClient::connect(&self.ws_url()).await;
+        let tok = self.token(user).await;
+        c.send(
+            protocol::code::LOGIN,
+            &login_body_with(user, &tok, room, extra),
+        )
+        .await;
+        let r = c.expect(protocol::code::LOGIN).await;
+        assert_eq!(r.data.as_deref(), Some("true"), "login reply {r:?}");
+        (c, r)
     }
 
     /// Collects presence events of `topic` into a shared list.
     pub async fn watch_presence(&self, topic: &str) -> Arc<parking_lot::Mutex<Vec<PresenceEvent>>> {
         let list = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let mut sub = self.bus.subscribe(topic, "test-presence").await.unwrap();
+        let group = format!("test-presence-{}", livehouse_core::ids::random_hex(3));
+        let mut sub = self.b.bus.subscribe(topic, &group).await.unwrap();
         let l = list.clone();
         tokio::spawn(async move {
             while let Ok(d) = sub.next().await {
@@ -145,28 +251,105 @@ impl Env {
         list
     }
 
-    pub async fn push(&self, room: i64, sender: i64, receivers: Vec<i64>, content: &str) -> String {
-        let msg_id = format!("m-{}", livehouse_core::ids::random_hex(4));
-        self.gw
-            .push(PushBatch {
-                receivers,
-                msg: ChatEvent {
-                    msg_id: msg_id.clone(),
-                    app_id: protocol::APP_ID,
-                    room_id: room,
-                    sender_id: sender,
-                    biz_code: protocol::BIZ_CHAT,
-                    data: serde_json::json!({"roomId": room, "content": content}).to_string(),
-                    sent_at_ms: 0,
+    /// Appends a message to the room's log as `msg` would, without pushing it anywhere.
+    pub async fn append(&self, room: i64, sender: i64, content: &str) -> (String, u64) {
+        let ev = chat_event(room, sender, content);
+        let a = self
+            .b
+            .log
+            .append(
+                room,
+                NewEntry {
+                    msg_id: ev.msg_id.clone(),
+                    kind: ev.biz_code,
+                    at_ms: now_ms(),
+                    payload: Bytes::from(serde_json::to_vec(&ev).unwrap()),
                 },
-            })
+            )
+            .await
+            .unwrap();
+        (ev.msg_id, a.pos.offset)
+    }
+
+    /// Appends a message to the room's log and pushes it to this gateway (as `msg` does);
+    /// returns its id.
+    pub async fn push(&self, room: i64, sender: i64, content: &str) -> String {
+        Pusher {
+            gw: self.gw.clone(),
+            b: self.b.clone(),
+        }
+        .push_from(room, sender, content)
+        .await
+    }
+}
+
+/// [`Env::push`] for a spawned task.
+pub struct Pusher {
+    pub gw: Arc<Gateway>,
+    pub b: Backends,
+}
+
+impl Pusher {
+    pub async fn push(&self, room: i64, content: &str) -> String {
+        self.push_from(room, 99, content).await
+    }
+
+    pub async fn push_from(&self, room: i64, sender: i64, content: &str) -> String {
+        let ev = chat_event(room, sender, content);
+        let a = self
+            .b
+            .log
+            .append(
+                room,
+                NewEntry {
+                    msg_id: ev.msg_id.clone(),
+                    kind: ev.biz_code,
+                    at_ms: now_ms(),
+                    payload: Bytes::from(serde_json::to_vec(&ev).unwrap()),
+                },
+            )
+            .await
+            .unwrap();
+        let id = ev.msg_id.clone();
+        self.gw
+            .push(vec![RoomBatch {
+                room_id: room,
+                epoch: a.pos.epoch,
+                entries: vec![StreamEntry {
+                    offset: a.pos.offset,
+                    msg: ev,
+                }],
+            }])
             .await;
-        msg_id
+        id
+    }
+}
+
+/// A chat message of `sender` in `room` as a gateway would have accepted it.
+pub fn chat_event(room: i64, sender: i64, content: &str) -> ChatEvent {
+    ChatEvent {
+        msg_id: format!("m-{}", livehouse_core::ids::random_hex(4)),
+        app_id: protocol::APP_ID,
+        room_id: room,
+        sender_id: sender,
+        biz_code: protocol::BIZ_CHAT,
+        data: serde_json::json!({"roomId": room, "content": content}).to_string(),
+        sent_at_ms: now_ms(),
+        origin_gateway: String::new(),
+        origin_conn: 0,
     }
 }
 
 pub fn login_body(user: i64, token: &str, room: i64) -> String {
-    serde_json::json!({"appId": 10001, "userId": user, "token": token, "roomId": room}).to_string()
+    login_body_with(user, token, room, serde_json::json!({}))
+}
+
+pub fn login_body_with(user: i64, token: &str, room: i64, extra: serde_json::Value) -> String {
+    let mut v = serde_json::json!({"appId": 10001, "userId": user, "token": token, "roomId": room});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    v.to_string()
 }
 
 pub fn chat_body(user: i64, room: i64, content: &str) -> String {
@@ -179,6 +362,12 @@ pub fn chat_body(user: i64, room: i64, content: &str) -> String {
 
 pub fn ack_body(user: i64, msg_id: &str) -> String {
     serde_json::json!({"appId": 10001, "userId": user, "msgId": msg_id}).to_string()
+}
+
+/// The content of a delivered chat message.
+pub fn content(m: &Msg) -> String {
+    let v: serde_json::Value = serde_json::from_str(m.data.as_deref().unwrap()).unwrap();
+    v["content"].as_str().unwrap_or_default().to_string()
 }
 
 /// Polls `cond` until true or [`WAIT`] passes.
@@ -199,6 +388,7 @@ where
 
 /// What a bounded wait for the next server message found.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Recv {
     Msg(Msg),
     /// The server closed the connection (or sent something unreadable, which ends it too).
@@ -334,6 +524,7 @@ pub struct WsClient {
     pub ws: WsStream,
 }
 
+#[allow(clippy::large_enum_variant)]
 pub enum WsRecv {
     Msg(Msg),
     Closed(Option<u16>),
@@ -462,10 +653,6 @@ pub async fn http(
 }
 
 pub const BAD_MAGIC: u16 = MAGIC ^ 0xffff;
-
-pub async fn cache_get(env: &Env, key: &str) -> Option<String> {
-    env.cache.get(key).await.unwrap()
-}
 
 /// A WebSocket connection upgraded by hand, for writing frames no client library would.
 pub async fn raw_ws(addr: SocketAddr) -> TcpStream {
