@@ -2,6 +2,10 @@
 // (Enter sends) and the IM client behind it. Every piece of user text goes through textContent.
 import { h, setChildren, authDialog, session } from './ui.js';
 import { ImClient, MAX_CONTENT_CHARS } from './im.js';
+import { get } from './api.js';
+
+/** Messages of earlier chat shown when the page opens (design §3.1: at most 100). */
+const HISTORY_ON_JOIN = 50;
 
 const MAX_LINES = 300;
 
@@ -15,6 +19,7 @@ const ERRORS = {
   bad_biz_code: 'The chat server did not understand that message.',
   bad_json: 'The chat server did not understand that message.',
   internal: 'The chat server had a problem; try again.',
+  unavailable: 'The chat server could not take that message just now; try again.',
 };
 
 const STATUS_TEXT = {
@@ -42,7 +47,8 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
 
   let client = null;
   let disabledReason = '';
-  let pending = []; // own messages not yet confirmed (the sender gets no echo)
+  let pending = []; // own messages sent and not answered yet, oldest first (answers come in order)
+  let historyShown = false;
 
   const nearBottom = () => list.scrollHeight - list.scrollTop - list.clientHeight < 60;
   const scrollDown = () => {
@@ -63,18 +69,48 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
     else jump.hidden = false;
   }
 
-  function line({ name, userId, content, self = false, msgId }) {
+  function line({ name, userId, content, self = false, msgId, earlier = false }) {
     const isAnchor = anchorId != null && userId != null && Number(userId) === Number(anchorId);
     const who = h('span', { className: 'who', text: name || (userId != null ? `user ${userId}` : 'someone') });
     who.style.color = `hsl(${(Number(userId) * 67) % 360} 80% 72%)`;
-    return h('div', { className: self ? 'chat-line self' : 'chat-line', dataset: { testid: 'chat-line', msgId: msgId || '' } },
+    const cls = ['chat-line', self ? 'self' : '', earlier ? 'earlier' : ''].filter(Boolean).join(' ');
+    return h('div', { className: cls, dataset: { testid: 'chat-line', msgId: msgId || '' } },
       isAnchor ? h('span', { className: 'role', text: 'HOST', title: 'Streamer' }) : null,
       who,
       h('span', { className: 'content', text: content }));
   }
 
-  function addSystem(text) {
-    addLine(h('div', { className: 'chat-line system', text }));
+  function addSystem(text, testid) {
+    addLine(h('div', { className: 'chat-line system', text, dataset: testid ? { testid } : {} }));
+  }
+
+  const shown = (msgId) => Boolean(msgId) && list.querySelector(`[data-msg-id="${CSS.escape(msgId)}"]`);
+
+  // Earlier chat up to `offset` (the position the gateway gave at login), oldest first: on the
+  // first login it goes above whatever arrived live since; after a gap that could not be
+  // recovered it fills in what this page did not show, after a note that some may be missing.
+  async function loadHistory(offset, gap) {
+    let page;
+    try {
+      page = await get('/im/history', { roomId, limit: HISTORY_ON_JOIN, before: offset + 1 });
+    } catch (e) {
+      if (!gap) addSystem(`Earlier chat is not available (${e.message}).`);
+      return;
+    }
+    const items = (page.list || []).filter((m) => !shown(String(m.msgId)));
+    if (gap) {
+      addSystem('Reconnected. Some messages may be missing.', 'chat-gap');
+      for (const m of items) addLine(line({ name: m.senderName, userId: m.userId, content: m.content, msgId: String(m.msgId) }));
+      return;
+    }
+    if (!items.length) return;
+    const first = list.querySelector('.chat-line:not(.system):not(.earlier)') || jump;
+    const stick = nearBottom();
+    list.insertBefore(h('div', { className: 'chat-line system earlier-mark', text: 'Earlier chat', dataset: { testid: 'chat-earlier' } }), first);
+    for (const m of items) {
+      list.insertBefore(line({ name: m.senderName, userId: m.userId, content: m.content, msgId: String(m.msgId), earlier: true }), first);
+    }
+    if (stick) scrollDown();
   }
 
   function setStatus(state, detail) {
@@ -119,8 +155,9 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
     note.textContent = '';
     input.value = '';
     const node = line({ name: me.nickName, userId: me.userId, content: text, self: true });
+    node.classList.add('pending');
     pending.push({ node, text, at: Date.now() });
-    if (pending.length > 20) pending.shift();
+    if (pending.length > 50) pending.shift();
     addLine(node);
     scrollDown();
     if (danmaku) danmaku.add(text, { self: true });
@@ -149,24 +186,44 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
     heartbeatMs,
     onStatus: setStatus,
     onMessage(m) {
-      // The gateway leaves the sender out; if an echo of our own message ever arrives, skip it.
-      if (m.userId === Number(me.userId)) {
-        const i = pending.findIndex((p) => p.text === m.content);
-        if (i >= 0) {
-          pending.splice(i, 1);
-          return;
-        }
-      }
+      // This connection never gets its own messages back (its other tabs do, and show them).
+      if (shown(m.msgId)) return;
       addLine(line({ name: m.senderName, userId: m.userId, content: m.content, msgId: m.msgId }));
       if (danmaku) danmaku.add(m.content);
     },
+    onJoined({ offset, recovered }) {
+      if (offset == null) return;
+      if (!historyShown) {
+        historyShown = true;
+        loadHistory(offset, false);
+      } else if (recovered === false) {
+        loadHistory(offset, true);
+      }
+    },
+    onAccepted(msgId) {
+      // Answers come in the order the messages were sent.
+      const p = pending.shift();
+      if (!p) return;
+      p.node.classList.remove('pending');
+      p.node.dataset.msgId = msgId;
+    },
+    onRecall(msgIds) {
+      for (const id of msgIds) {
+        const node = shown(id);
+        if (node) {
+          node.classList.add('recalled');
+          node.querySelector('.content').textContent = 'message deleted';
+        }
+      }
+    },
     onError(slug) {
       note.textContent = ERRORS[slug] || `Chat error: ${slug}`;
-      // The error answers our newest message (if it was just sent).
-      const last = pending[pending.length - 1];
-      if (last && Date.now() - last.at < 5000) {
-        pending.pop();
-        last.node.classList.add('failed');
+      // The error answers our oldest unanswered message (if one was just sent).
+      const first = pending[0];
+      if (first && Date.now() - first.at < 10000) {
+        pending.shift();
+        first.node.classList.remove('pending');
+        first.node.classList.add('failed');
       }
     },
   });

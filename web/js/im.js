@@ -1,24 +1,33 @@
 // The IM client (design §3, WebSocket form): one JSON text frame per message,
 // {"magic":18673,"code":…,"len":…,"body":"<json string>"}.
 //
-// - logs in (1001) with a fresh IM token from /im/getImConfig on every connection;
+// - logs in (1001) with a fresh IM token from /im/getImConfig on every connection, with this
+//   page's device id (one per tab, so several tabs of one account each keep their chat) and,
+//   after a drop, `recover: {epoch, offset}` of the last message it has (design §3.1): the
+//   gateway then sends what was missed before live messages, or says `recovered: false`;
 // - heartbeats (1004) every `heartbeatMs`; a connection silent for 2.5 heartbeats is dropped;
 // - sends chat (1003, bizCode 5555, data = JSON {roomId, content, senderName});
-// - ACKs (1005) every delivered message, duplicates included, and shows each msgId once; the ACKs
-//   of one ACK_FLUSH_MS go out together (see queueAck);
+// - ACKs (1005) every delivered message, duplicates included, and shows each message once (by
+//   offset within the room's stream, and by msgId); the ACKs of one ACK_FLUSH_MS go out
+//   together (see queueAck);
 // - reconnects after any drop with exponential backoff (0.5 s … 15 s, jittered).
 //
-// - a server logout (1002) we did not ask for means another tab of this user took over the room:
-//   no automatic reconnect then (two tabs would keep kicking each other); `resume()` takes it back.
+// - a server logout (1002) we did not ask for means a newer login of this tab (or one over the
+//   account's connection limit) took over: no automatic reconnect then; `resume()` takes it back.
 //
 // Events (callbacks): onStatus(state, detail) with state in connecting | online | reconnecting |
-// replaced | error | closed; onMessage({msgId, userId, roomId, content, senderName}); onError(slug, code).
+// replaced | error | closed; onMessage({msgId, offset, userId, roomId, content, senderName, data});
+// onJoined({epoch, offset, recovered}) after each login (recovered: undefined on the first one,
+// false when the gap could not be recovered: reload history then); onAccepted(msgId) when the
+// gateway took our message; onRecall(msgIds); onNotice(data); onError(slug, code, body).
 
 import { api, ApiError } from './api.js';
 
 export const MAGIC = 18673;
 export const APP_ID = 10001;
 export const BIZ_CHAT = 5555;
+export const BIZ_RECALL = 5556;
+export const BIZ_NOTICE = 5557;
 export const CODE = { FIRST: 1000, LOGIN: 1001, LOGOUT: 1002, BIZ: 1003, HEARTBEAT: 1004, ACK: 1005 };
 export const MAX_CONTENT_CHARS = 200;
 
@@ -51,6 +60,13 @@ export function resolveWsUrl(addr) {
   return url.href;
 }
 
+/** A random id for this page (design §3.1 `deviceId`, at most 64 characters). */
+export function newDeviceId() {
+  const b = new Uint8Array(9);
+  crypto.getRandomValues(b);
+  return `web-${Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('')}`;
+}
+
 class SeenSet {
   constructor(cap = 2000) {
     this.cap = cap;
@@ -66,13 +82,23 @@ class SeenSet {
 }
 
 export class ImClient {
-  constructor({ roomId, senderName, heartbeatMs = 30000, onStatus, onMessage, onError, getConfig } = {}) {
+  constructor({
+    roomId, senderName, heartbeatMs = 30000, onStatus, onMessage, onError, getConfig,
+    onJoined, onAccepted, onRecall, onNotice, deviceId,
+  } = {}) {
     this.roomId = Number(roomId);
     this.senderName = senderName || '';
     this.heartbeatMs = heartbeatMs;
     this.onStatus = onStatus || (() => {});
     this.onMessage = onMessage || (() => {});
     this.onError = onError || (() => {});
+    this.onJoined = onJoined || (() => {});
+    this.onAccepted = onAccepted || (() => {});
+    this.onRecall = onRecall || (() => {});
+    this.onNotice = onNotice || (() => {});
+    this.deviceId = deviceId || newDeviceId();
+    // The last message of the room's stream this page has: {epoch, offset}.
+    this.pos = null;
     this.getConfig = getConfig || (() => api.imConfig());
     this.seen = new SeenSet();
     this.ws = null;
@@ -82,7 +108,7 @@ export class ImClient {
     this.timers = {};
     this.cfg = null;
     this.lastRx = 0;
-    this.stats = { sent: 0, delivered: 0, duplicates: 0, acked: 0, reconnects: 0, heartbeats: 0 };
+    this.stats = { sent: 0, delivered: 0, duplicates: 0, acked: 0, reconnects: 0, heartbeats: 0, recovered: 0, gaps: 0 };
     this._onOnline = () => {
       if (!this.stopped && this.state !== 'online') this.reconnectNow();
     };
@@ -160,7 +186,10 @@ export class ImClient {
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.lastRx = Date.now();
-      ws.send(frame(CODE.LOGIN, { appId: APP_ID, userId: cfg.userId, token: cfg.token, roomId: this.roomId }));
+      const login = { appId: APP_ID, userId: cfg.userId, token: cfg.token, roomId: this.roomId, deviceId: this.deviceId };
+      if (this.pos) login.recover = { ...this.pos };
+      this.recovering = Boolean(this.pos);
+      ws.send(frame(CODE.LOGIN, login));
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
@@ -238,17 +267,25 @@ export class ImClient {
       return;
     }
     if (body && body.error) {
-      this.onErrorFrame(ws, f.code, body.error);
+      this.onErrorFrame(ws, f.code, body.error, body);
       return;
     }
     switch (f.code) {
       case CODE.LOGIN:
-        if (String(body.data) === 'true') this.onLoggedIn(ws);
+        if (String(body.data) === 'true') this.onLoggedIn(ws, body);
         else this.onErrorFrame(ws, f.code, 'login refused');
         break;
       case CODE.HEARTBEAT:
         break;
       case CODE.BIZ:
+        // The answer to our own chat message: the gateway took it (no offset: not a delivery).
+        if (body.offset == null && String(body.data) === 'true') {
+          if (body.msgId != null) {
+            this.seen.add(String(body.msgId));
+            this.onAccepted(String(body.msgId));
+          }
+          break;
+        }
         this.onDelivery(ws, body);
         break;
       case CODE.LOGOUT:
@@ -260,10 +297,23 @@ export class ImClient {
     }
   }
 
-  onLoggedIn(ws) {
+  onLoggedIn(ws, body) {
     clearTimeout(this.timers.login);
     this.attempt = 0;
+    const epoch = body.epoch != null ? String(body.epoch) : null;
+    const offset = body.offset != null ? Number(body.offset) : null;
+    let recovered;
+    if (this.recovering) {
+      recovered = body.recovered === true;
+      if (recovered) this.stats.recovered++;
+      else this.stats.gaps++;
+    }
+    // Recovered: the missed messages follow and move `pos` on. Otherwise (first login, or a gap
+    // that could not be recovered) the stream continues from the position the gateway gave.
+    if (!recovered && epoch != null && offset != null) this.pos = { epoch, offset };
+    this.recovering = false;
     this.setStatus('online');
+    this.onJoined({ epoch, offset, recovered });
     // The server's gap when /im/getImConfig tells it (`heartbeatSecs`), else design §3's 30 s.
     const gap = Number(this.cfg.heartbeatSecs) > 0 ? Math.min(this.heartbeatMs, this.cfg.heartbeatSecs * 1000) : this.heartbeatMs;
     this.timers.heartbeat = setInterval(() => {
@@ -277,13 +327,13 @@ export class ImClient {
     }, gap);
   }
 
-  onErrorFrame(ws, code, slug) {
+  onErrorFrame(ws, code, slug, body = {}) {
     if (code === CODE.LOGIN) {
       // Bad or expired token: fetch a new one and try again (with backoff).
       this.drop(ws, `login refused: ${slug}`);
       return;
     }
-    if (code === CODE.BIZ) this.onError(slug, code);
+    if (code === CODE.BIZ) this.onError(slug, code, body);
     else console.warn(`im: the gateway refused a ${code} frame: ${slug}`);
   }
 
@@ -316,12 +366,20 @@ export class ImClient {
 
   onDelivery(ws, body) {
     const msgId = body.msgId != null ? String(body.msgId) : '';
-    if (msgId) {
-      this.queueAck(ws, msgId);
-      if (!this.seen.add(msgId)) {
+    if (msgId) this.queueAck(ws, msgId);
+    const offset = body.offset != null ? Number(body.offset) : null;
+    const epoch = body.epoch != null ? String(body.epoch) : null;
+    if (offset != null && epoch != null) {
+      // Within one epoch, offsets only grow: anything at or below ours was shown already.
+      if (this.pos && this.pos.epoch === epoch && offset <= this.pos.offset) {
         this.stats.duplicates++;
         return;
       }
+      this.pos = { epoch, offset };
+    }
+    if (msgId && !this.seen.add(msgId)) {
+      this.stats.duplicates++;
+      return;
     }
     let data = body.data;
     if (typeof data === 'string') {
@@ -331,12 +389,24 @@ export class ImClient {
         data = { content: data };
       }
     }
-    if (!data || typeof data !== 'object' || typeof data.content !== 'string') return;
+    if (!data || typeof data !== 'object') return;
     const roomId = data.roomId != null ? Number(data.roomId) : body.roomId != null ? Number(body.roomId) : this.roomId;
     if (roomId !== this.roomId) return;
+    const biz = Number(body.bizCode ?? BIZ_CHAT);
+    if (biz === BIZ_RECALL) {
+      if (Array.isArray(data.msgIds)) this.onRecall(data.msgIds.map(String));
+      return;
+    }
+    if (biz === BIZ_NOTICE) {
+      this.onNotice(data);
+      return;
+    }
+    if (typeof data.content !== 'string') return;
     this.stats.delivered++;
     this.onMessage({
       msgId,
+      offset,
+      data,
       userId: body.userId != null ? Number(body.userId) : null,
       roomId,
       content: data.content,
@@ -349,7 +419,8 @@ export class ImClient {
   send(content) {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN || this.state !== 'online') return false;
-    const data = JSON.stringify({ roomId: this.roomId, content, senderName: this.senderName });
+    // The gateway stamps the account's name and rebuilds the data from these fields.
+    const data = JSON.stringify({ roomId: this.roomId, content });
     ws.send(frame(CODE.BIZ, { appId: APP_ID, userId: this.cfg.userId, token: this.cfg.token, bizCode: BIZ_CHAT, data }));
     this.stats.sent++;
     return true;

@@ -20,6 +20,10 @@ export class FakeGateway {
     this.conns = [];
     this.connectedAt = [];
     this.refuseLogins = 0;
+    // The room's stream as this fake tells it: one epoch, offsets of what it delivered.
+    this.epoch = 'fake-1';
+    this.top = 0;
+    this.recoverAnswer = true;
     this.server = http.createServer((req, res) => {
       res.writeHead(404);
       res.end();
@@ -106,7 +110,9 @@ export class FakeGateway {
         this.send(conn, 1001, { appId: 10001, userId: body.userId, data: 'false', error: 'bad_token' });
         setTimeout(() => conn.socket.destroy(), 5);
       } else {
-        this.send(conn, 1001, { appId: 10001, userId: body.userId, data: 'true', roomId: body.roomId });
+        const reply = { appId: 10001, userId: body.userId, data: 'true', roomId: body.roomId, epoch: this.epoch, offset: this.top };
+        if (body.recover) reply.recovered = this.recoverAnswer;
+        this.send(conn, 1001, reply);
       }
     } else if (f.code === 1004) {
       this.send(conn, 1004, { appId: 10001, userId: body.userId, data: 'true' });
@@ -124,10 +130,13 @@ export class FakeGateway {
     return [...this.conns].reverse().find((c) => c.open);
   }
 
-  /** Delivers a chat message (code 1003) on the newest connection. */
-  deliver({ msgId, userId, roomId, content, senderName }) {
+  /** Delivers a chat message (code 1003) on the newest connection, at the next offset unless
+   * `offset` is given. */
+  deliver({ msgId, userId, roomId, content, senderName, offset }) {
     const data = JSON.stringify({ roomId, content, senderName });
-    this.send(this.last, 1003, { appId: 10001, userId, bizCode: 5555, msgId, roomId, data });
+    const at = offset ?? ++this.top;
+    this.top = Math.max(this.top, at);
+    this.send(this.last, 1003, { appId: 10001, userId, bizCode: 5555, msgId, roomId, data, epoch: this.epoch, offset: at });
   }
 
   /** Drops the newest connection without a close frame (like a network failure). */

@@ -49,7 +49,9 @@ describe('chat client protocol (scripted gateway)', { timeout: 120000 }, () => {
     const login = gw.of(1001)[0];
     assert.equal(login.magic, 18673);
     assert.equal(login.len, Buffer.byteLength(login.bodyText), 'len is the body byte length');
-    assert.deepEqual({ ...login.body }, { appId: 10001, userId: viewer.data.userId, token: 'tok-1', roomId });
+    const { deviceId, ...rest } = login.body;
+    assert.match(deviceId, /^web-[0-9a-f]{18}$/, 'a device id of this tab');
+    assert.deepEqual(rest, { appId: 10001, userId: viewer.data.userId, token: 'tok-1', roomId }, 'no recover on the first login');
   });
 
   it('sends a heartbeat every 30 s', async () => {
@@ -138,12 +140,45 @@ describe('chat client protocol (scripted gateway)', { timeout: 120000 }, () => {
     await page.clock.resume();
     const logins = gw.of(1001).slice(-4);
     assert.equal(new Set(logins.map((f) => f.body.token)).size, 4, 'each attempt asks for a fresh token');
+    const first = gw.of(1001)[0].body;
+    for (const l of logins) {
+      assert.equal(l.body.deviceId, first.deviceId, 'the same tab keeps its device id');
+      assert.deepEqual(l.body.recover, { epoch: 'fake-1', offset: gw.top }, 'recovers from the last offset it has');
+    }
     const stats = await page.evaluate(() => window.__imClient.stats);
     assert.ok(stats.reconnects >= 4, JSON.stringify(stats));
     // Delivery still works on the new connection.
     gw.deliver({ msgId: 'm-9', userId: 999, roomId, content: 'after reconnect', senderName: 'Zed' });
     await page.locator('[data-testid=chat-line] .content', { hasText: 'after reconnect' }).waitFor({ timeout: 3000 });
     assertNoErrors(errors);
+  });
+
+  it('drops a redelivered offset even under another msgId, and marks a gap it could not recover', async () => {
+    const top = gw.top;
+    gw.deliver({ msgId: 'o-1', userId: 999, roomId, content: 'offset once', senderName: 'Zed' });
+    await page.locator('[data-testid=chat-line] .content', { hasText: 'offset once' }).waitFor({ timeout: 3000 });
+    gw.deliver({ msgId: 'o-1-again', userId: 999, roomId, content: 'offset once', senderName: 'Zed', offset: top + 1 });
+    gw.deliver({ msgId: 'o-2', userId: 999, roomId, content: 'offset next', senderName: 'Zed' });
+    await page.locator('[data-testid=chat-line] .content', { hasText: 'offset next' }).waitFor({ timeout: 3000 });
+    assert.equal(await page.locator('[data-testid=chat-line] .content', { hasText: 'offset once' }).count(), 1);
+    // The gateway cannot recover the gap: the client reloads history and says so.
+    let asked = null;
+    await page.route('**/im/history*', (route) => {
+      asked = new URL(route.request().url()).searchParams;
+      route.fulfill({ json: { code: 200, msg: 'success', data: { epoch: 'fake-1', offset: gw.top, list: [
+        { msgId: 'h-missed', offset: gw.top, userId: 999, senderName: 'Zed', content: 'missed during the gap', sentAtMs: 1 },
+      ] } } });
+    });
+    gw.recoverAnswer = false;
+    gw.top += 1;
+    gw.drop();
+    await page.clock.runFor(16000);
+    await page.getByTestId('chat-gap').waitFor({ timeout: 5000 });
+    await page.locator('[data-testid=chat-line] .content', { hasText: 'missed during the gap' }).waitFor({ timeout: 3000 });
+    assert.equal(asked.get('roomId'), String(roomId));
+    assert.equal(asked.get('before'), String(gw.top + 1), 'history up to the position the login gave');
+    gw.recoverAnswer = true;
+    await page.unroute('**/im/history*');
   });
 
   it('does not fight another tab that took the room over; "Use chat here" takes it back', async () => {
