@@ -9,22 +9,17 @@
 # SERVER=livehouse (default): the real all-in-one binary (`target/release/livehouse`: api, living,
 # msg, im-core and media in one process) on the local Redis (REDIS_URL, a fresh cache prefix per
 # server start, keys deleted afterwards) with the in-process bus and a throw-away SQLite data dir.
-# `ws_load` writes the IM tokens into that Redis as the api would, and waits until the room's
-# member set there (kept by `living` from the gateways' online events) holds every connection
-# before it measures.
-# SERVER=example: the stand-alone gateway (im-core example `im_bench_server`: gateway + in-memory
-# cache, bus and a minimal msg role; tokens from its `POST /bench/tokens`).
-# Either way the server runs on 127.0.0.1 and is driven by `ws_load` spread over several
-# processes. Everything stays on loopback and every phase is bounded in time.
-# Knobs (environment): SERVER VIEWERS SENDERS RATE DURATION WARMUP PROCS LINGER_MS IDLE_CONNS
-# HTTP_ADDR TCP_ADDR REDIS_URL SERVER_WORKERS (example only) ACK_DELAY_MS CLIENT_SCHED.
-# SERVER_CMD replaces the example server (it must serve /ws and /bench/tokens on HTTP_ADDR and
-# print a line starting with READY).
+# `ws_load` writes the IM tokens into that Redis as the api would, and waits until the presence
+# store there counts every connection in the room before it measures.
+# The server runs on 127.0.0.1 and is driven by `ws_load` spread over several processes.
+# Everything stays on loopback and every phase is bounded in time.
+# Knobs (environment): VIEWERS SENDERS RATE DURATION WARMUP PROCS LINGER_MS IDLE_CONNS
+# HTTP_ADDR TCP_ADDR REDIS_URL ACK_DELAY_MS CLIENT_SCHED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-all}
-SERVER=${SERVER:-livehouse}
+SERVER=livehouse
 VIEWERS=${VIEWERS:-10000}
 SENDERS=${SENDERS:-11}
 RATE=${RATE:-5}
@@ -36,22 +31,12 @@ IDLE_CONNS=${IDLE_CONNS:-15000}
 HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:28080}
 TCP_ADDR=${TCP_ADDR:-127.0.0.1:28085}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-SERVER_WORKERS=${SERVER_WORKERS:-2}
 ACK_DELAY_MS=${ACK_DELAY_MS:-200}
 
-case "$SERVER" in
-  livehouse | example) ;;
-  *) echo "SERVER must be livehouse or example" >&2; exit 2 ;;
-esac
-
 cargo build --release -q -p livehouse-bench --bin ws_load --bin loopback_cost
-if [[ "$SERVER" == livehouse ]]; then
-  cargo build --release -q --bin livehouse
-  command -v redis-cli >/dev/null || { echo "redis-cli is needed with SERVER=livehouse" >&2; exit 2; }
-  redis-cli -u "$REDIS_URL" ping >/dev/null || { echo "no Redis at $REDIS_URL" >&2; exit 2; }
-else
-  cargo build --release -q -p livehouse-im-core --example im_bench_server
-fi
+cargo build --release -q --bin livehouse
+command -v redis-cli >/dev/null || { echo "redis-cli is needed" >&2; exit 2; }
+redis-cli -u "$REDIS_URL" ping >/dev/null || { echo "no Redis at $REDIS_URL" >&2; exit 2; }
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 SERVER_PID=""
@@ -78,42 +63,29 @@ stop_server() {
 trap stop_server EXIT
 
 start_server() {
-  if [[ "$SERVER" == livehouse ]]; then
-    PREFIX="bench:$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n'):"
-    DATA_DIR=$(mktemp -d /tmp/danmaku-data.XXXXXX)
-    target/release/livehouse --http-addr "$HTTP_ADDR" --im-tcp-addr "$TCP_ADDR" \
-      --rtmp-addr 127.0.0.1:0 --data-dir "$DATA_DIR" --redis-url "$REDIS_URL" \
-      --cache-prefix "$PREFIX" --im-heartbeat-secs 30 --im-fanout-linger-ms "$LINGER_MS" \
-      >"$LOG" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 300); do
-      if curl -fs "http://$HTTP_ADDR/healthz" >/dev/null 2>&1; then
-        echo "server: livehouse pid $SERVER_PID, cache prefix $PREFIX, linger ${LINGER_MS} ms"
-        return 0
-      fi
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-  else
-    local cmd=${SERVER_CMD:-target/release/examples/im_bench_server --http-addr $HTTP_ADDR \
-      --tcp-addr $TCP_ADDR --linger-ms $LINGER_MS --workers $SERVER_WORKERS}
-    $cmd >"$LOG" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 100); do
-      grep -q '^READY' "$LOG" && { echo "server: $(grep '^READY' "$LOG")"; return 0; }
-      sleep 0.1
-    done
-  fi
+  PREFIX="bench:$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n'):"
+  DATA_DIR=$(mktemp -d /tmp/danmaku-data.XXXXXX)
+  target/release/livehouse --http-addr "$HTTP_ADDR" --im-tcp-addr "$TCP_ADDR" \
+    --rtmp-addr 127.0.0.1:0 --data-dir "$DATA_DIR" --redis-url "$REDIS_URL" \
+    --cache-prefix "$PREFIX" --im-heartbeat-secs 30 --im-fanout-linger-ms "$LINGER_MS" \
+    >"$LOG" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do
+    if curl -fs "http://$HTTP_ADDR/healthz" >/dev/null 2>&1; then
+      echo "server: livehouse pid $SERVER_PID, cache prefix $PREFIX, linger ${LINGER_MS} ms"
+      return 0
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
   echo "server did not start:" >&2
   cat "$LOG" >&2
   exit 1
 }
 
-# Token source for ws_load: the server's Redis (real binary) or the example's bench route.
+# Token source for ws_load: the server's Redis, written as the api would.
 token_args() {
-  if [[ "$SERVER" == livehouse ]]; then
-    echo "--redis-url=$REDIS_URL --cache-prefix=$PREFIX"
-  fi
+  echo "--redis-url=$REDIS_URL --cache-prefix=$PREFIX"
 }
 
 # The local Redis server's pid, so the run also reports the cache's CPU (it shares the cores).
@@ -126,17 +98,12 @@ cache_pid_args() {
   return 0
 }
 
-# Server-side counters after a run: the example's /bench/stats, or the gateway gauges on the
-# real binary's /metrics (refreshed every 5 s; the write-lag p99 is over the whole server life).
+# Server-side counters after a run: the gateway gauges on /metrics (refreshed every 5 s; the
+# write-lag p99 is over the whole server life).
 server_counters() {
-  if [[ "$SERVER" == livehouse ]]; then
-    sleep 5
-    curl -s "http://$HTTP_ADDR/metrics" 2>/dev/null | grep '^livehouse_im_' | tr '\n' ' ' || echo n/a
-    echo
-  else
-    curl -s "http://$HTTP_ADDR/bench/stats" 2>/dev/null || echo n/a
-    echo
-  fi
+  sleep 5
+  curl -s "http://$HTTP_ADDR/metrics" 2>/dev/null | grep '^livehouse_im_' | tr '\n' ' ' || echo n/a
+  echo
 }
 
 # The load tool shares the 2 cores with the server. On loopback every server write wakes a
@@ -147,7 +114,7 @@ if [[ "${CLIENT_SCHED:-batch}" == batch ]] && command -v chrt >/dev/null; then
   LOAD=(chrt -b 0 target/release/ws_load)
 fi
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); server: $SERVER"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 
 if [[ "$MODE" == floor || "$MODE" == all ]]; then
   echo "== floor: loopback TCP write/read cost (2,000 and 9,000 connections)"
