@@ -2,6 +2,8 @@
 # Starts the distributed topology on this machine, for a person to try: `api`, `living`, `msg`,
 # two `im-core` gateways and `media`, each its own `livehouse` process, on MariaDB + Redis + a
 # Kafka-compatible broker (tansu, started by .ci/kafka.sh when nothing listens on 9092).
+# Killing one process (kill -9 a gateway, say) leaves the others running: its viewers reconnect to
+# the other gateway and recover what they missed; the script says how to start it again.
 # Ctrl-C stops the processes (the backends keep running).
 #
 # Ports (BASE = LIVEHOUSE_CLUSTER_BASE_PORT, default 8080): api BASE, living BASE+1, msg BASE+2,
@@ -57,6 +59,8 @@ fi
 export LIVEHOUSE_INTERNAL_TOKEN="${LIVEHOUSE_INTERNAL_TOKEN:-$LIVEHOUSE_JWT_SECRET}"
 
 pids=()
+names=()
+cmds=()
 stop() {
     trap - INT TERM EXIT
     echo; echo "cluster.sh: stopping"
@@ -70,8 +74,10 @@ trap stop INT TERM EXIT
 start() {
     local name=$1 role=$2 port=$3; shift 3
     mkdir -p "$DIR/$name"
-    "$BIN" "$role" --http-addr "$HOST:$port" --data-dir "$DIR/$name" "$@" >"$DIR/$name.log" 2>&1 &
+    "$BIN" "$role" --http-addr "$HOST:$port" --data-dir "$DIR/$name" "$@" >>"$DIR/$name.log" 2>&1 &
     pids+=($!)
+    names+=("$name")
+    cmds+=("$BIN $role --http-addr $HOST:$port --data-dir $DIR/$name $* >>$DIR/$name.log 2>&1 &")
     echo "  $name ($role) on http://$HOST:$port  log: $DIR/$name.log"
 }
 
@@ -103,10 +109,25 @@ done
 cat <<EOT
 
 Ready. Open http://$HOST:$BASE (sign up, start a room, open it in two browsers: each viewer is
-sent to the least-loaded gateway, A or B). Push video to rtmp://$HOST:$RTMP_PORT/live/<streamKey>;
+sent to a live gateway, A or B, by load). Push video to rtmp://$HOST:$RTMP_PORT/live/<streamKey>;
 the media server plays it at http://$HOST:$((BASE + 3))/live/<roomId>.flv.
-Kill one gateway to see its viewers leave the room:  kill ${pids[4]}   # im-a
+Kill one gateway (kill -9 ${pids[4]} for im-a): its viewers move to the other gateway and get
+the messages they missed; the other processes keep running.
 Ctrl-C stops everything.
 EOT
-wait -n "${pids[@]}" || true
-echo "cluster.sh: a process exited; see the logs in $DIR"
+# Report each process that exits; keep the rest running until Ctrl-C (or until none is left).
+while [ "${#pids[@]}" -gt 0 ]; do
+    gone=""
+    wait -n -p gone "${pids[@]}" 2>/dev/null || true
+    [ -n "$gone" ] || break
+    for i in "${!pids[@]}"; do
+        if [ "${pids[$i]}" = "$gone" ]; then
+            echo "cluster.sh: ${names[$i]} (pid $gone) exited; the others keep running."
+            echo "  to start it again (same environment): ${cmds[$i]}"
+            unset 'pids[i]' 'names[i]' 'cmds[i]'
+            pids=("${pids[@]}"); names=("${names[@]}"); cmds=("${cmds[@]}")
+            break
+        fi
+    done
+done
+echo "cluster.sh: no process left; logs in $DIR"

@@ -64,6 +64,8 @@ pub struct ApiState {
     pub presence: Arc<dyn Presence>,
     /// Each room's chat stream (`/im/history`).
     pub chatlog: Arc<dyn ChatLog>,
+    /// The choice of a gateway for each new IM client.
+    pub chooser: Arc<livehouse_im_core::registry::Chooser>,
     pub living: LivingService,
     pub jwt: JwtKeys,
     pub config: Arc<ApiConfig>,

@@ -40,6 +40,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
         cache,
         presence: Arc::new(livehouse_core::presence::MemoryPresence::default()),
         chatlog: Arc::new(livehouse_core::chatlog::MemoryChatLog::default()),
+        chooser: Default::default(),
         living: living.clone(),
         jwt: JwtKeys::new(b"test-secret-0123456789"),
         config: Arc::new(ApiConfig {

@@ -2,7 +2,7 @@
 //! cache), the choice of a gateway for a client, and whether a user is online (both from the
 //! presence store).
 //!
-//! Must not: hold state in memory beyond the choice's load estimates.
+//! Must not: hold state in memory beyond the choice's load estimates ([`Chooser`]).
 
 use livehouse_core::cache::Cache;
 use livehouse_core::events::{keys, GatewayInfo};
@@ -53,6 +53,71 @@ pub async fn token_login(cache: &dyn Cache, token: &str) -> anyhow::Result<Optio
 /// The user a token was issued to, if it is still valid.
 pub async fn token_user(cache: &dyn Cache, token: &str) -> anyhow::Result<Option<i64>> {
     Ok(token_login(cache, token).await?.map(|(id, _)| id))
+}
+
+/// The choice of a gateway for each new client: the power of two choices over the live gateways
+/// (two at random, the less loaded of them), on a load estimate that adds to each gateway's
+/// connections at its last beat the clients this process sent it since. So a burst of joins
+/// spreads over the gateways between two beats instead of piling onto the one that looked
+/// lightest, and the gateways' own beats (every 500 ms) correct the estimate. A dead gateway
+/// leaves the choice when its live window (2 s) passes; a client that could not reach the one it
+/// was given asks again with `avoid`.
+#[derive(Default)]
+pub struct Chooser {
+    /// gateway id → (connections it reported, clients sent to it since that report).
+    sent: parking_lot::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+}
+
+impl Chooser {
+    /// A live gateway for a new client, not `avoid` if another is live.
+    pub async fn pick(
+        &self,
+        presence: &dyn Presence,
+        avoid: Option<&str>,
+    ) -> anyhow::Result<Option<GatewayInfo>> {
+        let mut live = presence.gateways(now_ms()).await?;
+        if let Some(a) = avoid {
+            if live.iter().any(|g| g.id != a) {
+                live.retain(|g| g.id != a);
+            }
+        }
+        Ok(self.choose(live))
+    }
+
+    /// The choice among `live` (see the type's docs); counts the client sent.
+    pub fn choose(&self, live: Vec<GatewayInfo>) -> Option<GatewayInfo> {
+        use rand::Rng;
+        let mut sent = self.sent.lock();
+        sent.retain(|id, _| live.iter().any(|g| g.id == *id));
+        let load = |sent: &mut std::collections::HashMap<String, (u64, u64)>, g: &GatewayInfo| {
+            let e = sent.entry(g.id.clone()).or_insert((g.sessions, 0));
+            if e.0 != g.sessions {
+                // A newer beat counts the clients sent before it.
+                *e = (g.sessions, 0);
+            }
+            e.0 + e.1
+        };
+        let pick = match live.len() {
+            0 => return None,
+            1 => 0,
+            n => {
+                let mut rng = rand::thread_rng();
+                let a = rng.gen_range(0..n);
+                let b = (a + rng.gen_range(1..n)) % n;
+                if load(&mut sent, &live[a]) <= load(&mut sent, &live[b]) {
+                    a
+                } else {
+                    b
+                }
+            }
+        };
+        let g = live.into_iter().nth(pick)?;
+        load(&mut sent, &g);
+        if let Some(e) = sent.get_mut(&g.id) {
+            e.1 += 1;
+        }
+        Some(g)
+    }
 }
 
 /// The least-loaded live gateway (fewest connections at its last beat).

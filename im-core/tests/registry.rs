@@ -138,3 +138,57 @@ async fn internal_push_checks_the_secret_and_delivers() {
     assert_eq!(m.offset, Some(1));
     assert!(m.data.as_deref().unwrap().contains("pushed"));
 }
+
+/// The power of two choices with local increments: a burst of joins between two beats spreads
+/// over the gateways instead of piling onto the one that looked lightest.
+#[tokio::test]
+async fn a_burst_of_joins_spreads_over_the_live_gateways() {
+    let chooser = registry::Chooser::default();
+    let gw = |id: &str, sessions| GatewayInfo {
+        id: id.into(),
+        sessions,
+        ..GatewayInfo::default()
+    };
+    let live = vec![gw("a", 100), gw("b", 100), gw("c", 100)];
+    let mut n = std::collections::HashMap::<String, u32>::new();
+    for _ in 0..900 {
+        *n.entry(chooser.choose(live.clone()).unwrap().id)
+            .or_default() += 1;
+    }
+    for id in ["a", "b", "c"] {
+        let got = n[id];
+        assert!((250..=350).contains(&got), "{id} got {got} of 900: {n:?}");
+    }
+    // A lighter gateway takes clients until its estimate catches up.
+    let chooser = registry::Chooser::default();
+    let live = vec![gw("busy", 500), gw("new", 0)];
+    let to_new = (0..200)
+        .filter(|_| chooser.choose(live.clone()).unwrap().id == "new")
+        .count();
+    assert_eq!(to_new, 200, "with two gateways the lighter one always wins");
+    assert!(chooser.choose(vec![]).is_none());
+}
+
+#[tokio::test]
+async fn the_choice_avoids_a_gateway_the_client_could_not_reach_and_dead_ones() {
+    let presence = MemoryPresence::default();
+    let chooser = registry::Chooser::default();
+    let info = |id: &str| GatewayInfo {
+        id: id.into(),
+        ..GatewayInfo::default()
+    };
+    let now = now_ms();
+    presence.beat(&info("a"), &[], now).await.unwrap();
+    presence.beat(&info("b"), &[], now).await.unwrap();
+    presence
+        .beat(&info("dead"), &[], now - 5_000)
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        let g = chooser.pick(&presence, Some("a")).await.unwrap().unwrap();
+        assert_eq!(g.id, "b");
+    }
+    presence.remove_gateway("b").await.unwrap();
+    let g = chooser.pick(&presence, Some("a")).await.unwrap().unwrap();
+    assert_eq!(g.id, "a", "the avoided one when it is the only live one");
+}

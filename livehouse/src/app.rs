@@ -200,6 +200,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             cache: backends.cache.clone(),
             presence: backends.presence.clone(),
             chatlog: backends.chatlog.clone(),
+            chooser: Default::default(),
             living: living.clone(),
             jwt: jwt.clone(),
             config: Arc::new(ApiConfig {

@@ -66,7 +66,8 @@ export const api = {
   closeLiving: (roomId) => post('/living/closeLiving', { roomId }),
   anchorConfig: (roomId) => post('/living/anchorConfig', { roomId }),
   list: (type, page, pageSize) => get('/living/list', { type, page, pageSize }),
-  imConfig: () => post('/im/getImConfig'),
+  // `avoid`: a gateway id this client could not reach (another one is chosen if any is live).
+  imConfig: (avoid) => post('/im/getImConfig', avoid ? { avoid } : {}),
 };
 
 export const ROOM_TYPES = [

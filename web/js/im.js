@@ -99,7 +99,10 @@ export class ImClient {
     this.deviceId = deviceId || newDeviceId();
     // The last message of the room's stream this page has: {epoch, offset}.
     this.pos = null;
-    this.getConfig = getConfig || (() => api.imConfig());
+    this.getConfig = getConfig || ((avoid) => api.imConfig(avoid));
+    // A gateway this client just failed to reach, to ask for another one once at once.
+    this.avoid = null;
+    this.failedOver = false;
     this.seen = new SeenSet();
     this.ws = null;
     this.state = 'closed';
@@ -157,7 +160,7 @@ export class ImClient {
     this.setStatus(this.attempt ? 'reconnecting' : 'connecting');
     let cfg;
     try {
-      cfg = await this.getConfig();
+      cfg = await this.getConfig(this.avoid);
     } catch (e) {
       if (this.stopped) return;
       if (e instanceof ApiError && e.code === 401) {
@@ -171,6 +174,7 @@ export class ImClient {
     if (this.stopped) return;
     this.cfg = cfg;
     this.replaced = false;
+    this.loggedIn = false;
     let ws;
     try {
       ws = new WebSocket(resolveWsUrl(cfg.wsImServerAddress));
@@ -207,7 +211,7 @@ export class ImClient {
         this.setStatus('replaced', 'chat is open in another tab or window');
         return;
       }
-      this.scheduleReconnect(ev.reason || `connection closed (${ev.code})`);
+      this.retry(ev.reason || `connection closed (${ev.code})`);
     };
   }
 
@@ -218,6 +222,21 @@ export class ImClient {
       ws.close(4000, why);
     } catch {
       /* already closing */
+    }
+    this.retry(why);
+  }
+
+  /** After a lost connection: a gateway we never got logged in to (it may have just died) is
+   * avoided at once, once; otherwise the usual backoff. */
+  retry(why) {
+    const gw = this.cfg && this.cfg.gatewayId;
+    if (!this.loggedIn && !this.failedOver && gw && !this.stopped) {
+      this.failedOver = true;
+      this.avoid = gw;
+      this.clearTimers();
+      this.setStatus('reconnecting', { why, inMs: 0 });
+      this.connect();
+      return;
     }
     this.scheduleReconnect(why);
   }
@@ -300,6 +319,9 @@ export class ImClient {
   onLoggedIn(ws, body) {
     clearTimeout(this.timers.login);
     this.attempt = 0;
+    this.loggedIn = true;
+    this.failedOver = false;
+    this.avoid = null;
     const epoch = body.epoch != null ? String(body.epoch) : null;
     const offset = body.offset != null ? Number(body.offset) : null;
     let recovered;

@@ -1,4 +1,4 @@
-//! `POST /im/getImConfig` (an IM token and a live gateway), `GET /im/online?userId=` (whether a
+//! `POST /im/getImConfig` (an IM token and a live gateway, chosen by `registry::Chooser`), `GET /im/online?userId=` (whether a
 //! user has a live IM connection) and `GET /im/history?roomId=&limit=&before=` (a page of a
 //! room's chat, design §3.1). The registry and the chat log live in `livehouse-im-core` and
 //! `livehouse-core`; this is their HTTP face.
@@ -27,12 +27,23 @@ fn dialable(addr: &str, headers: &HeaderMap, public_host: Option<&str>) -> Strin
     addr.replace("0.0.0.0", &host).replace("[::]", &host)
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ImConfigReq {
+    /// A gateway the client could not reach: another one is chosen if any is live.
+    avoid: Option<String>,
+}
+
 async fn get_im_config(
     State(state): State<ApiState>,
     CurrentUser(user_id): CurrentUser,
     headers: HeaderMap,
+    Params(req): Params<ImConfigReq>,
 ) -> ApiResult<impl IntoResponse> {
-    let gateway = registry::pick_gateway(state.presence.as_ref())
+    let avoid = req.avoid.filter(|a| !a.is_empty() && a.len() <= 128);
+    let gateway = state
+        .chooser
+        .pick(state.presence.as_ref(), avoid.as_deref())
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::Unavailable("no IM gateway is running".into()))?;
@@ -47,6 +58,7 @@ async fn get_im_config(
     Ok(ok(json!({
         "token": token,
         "userId": user_id,
+        "gatewayId": gateway.id,
         "wsImServerAddress": dialable(&gateway.ws_addr, &headers, public),
         "tcpImServerAddress": dialable(&gateway.tcp_addr, &headers, public),
         "heartbeatSecs": state.config.im_heartbeat_secs,
