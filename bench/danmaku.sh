@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # IM gateway load ("danmaku"): fan-out throughput/latency and idle memory per connection.
 #
-#   bench/danmaku.sh [fanout|idle|floor|all]      (default: all)
+#   bench/danmaku.sh [fanout|idle|floor|moderate|recover|all]      (default: all)
 #
+# moderate: 1,000 viewers x 30 msg/s, every delivery ACKed at once (the case compared with
+# socket.io in docs/benchmarks.md).
+# recover: VIEWERS viewers drop, GAP messages are said, they reconnect within SPREAD seconds and
+# recover the gap (`recover_load`): time until all are live again, gaps (must be 0), recovery
+# time p50/p99.
 # floor: what one loopback TCP write and read cost on this machine (`loopback_cost`), and the
 # least CPU any gateway needs for one fan-out round to VIEWERS (one write per connection).
 #
@@ -33,7 +38,7 @@ TCP_ADDR=${TCP_ADDR:-127.0.0.1:28085}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 ACK_DELAY_MS=${ACK_DELAY_MS:-200}
 
-cargo build --release -q -p livehouse-bench --bin ws_load --bin loopback_cost
+cargo build --release -q -p livehouse-bench --bin ws_load --bin loopback_cost --bin recover_load
 cargo build --release -q --bin livehouse
 command -v redis-cli >/dev/null || { echo "redis-cli is needed" >&2; exit 2; }
 redis-cli -u "$REDIS_URL" ping >/dev/null || { echo "no Redis at $REDIS_URL" >&2; exit 2; }
@@ -138,6 +143,30 @@ if [[ "$MODE" == fanout || "$MODE" == all ]]; then
   "${LOAD[@]}" run --http "$HTTP_ADDR" --viewers "$VIEWERS" --senders "$SENDERS" \
     --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" --procs "$PROCS" \
     --ack-delay-ms "$ACK_DELAY_MS" --server-pid "$SERVER_PID" $(token_args) $(cache_pid_args)
+  echo "server counters: $(server_counters)"
+  stop_server
+fi
+
+if [[ "$MODE" == moderate ]]; then
+  echo "== moderate: 1000 viewers, 6 senders x 5 msg/s, ACK at once, ${DURATION}s (linger 0)"
+  LINGER_MS=0 start_server
+  # shellcheck disable=SC2046
+  "${LOAD[@]}" run --http "$HTTP_ADDR" --viewers 1000 --senders 6 --rate 5 \
+    --duration "$DURATION" --warmup "$WARMUP" --procs 2 --ack-delay-ms 0 \
+    --server-pid "$SERVER_PID" $(token_args) $(cache_pid_args)
+  echo "server counters: $(server_counters)"
+  stop_server
+fi
+
+if [[ "$MODE" == recover || "$MODE" == all ]]; then
+  GAP=${GAP:-100}
+  SPREAD=${SPREAD:-10}
+  RVIEWERS=${RVIEWERS:-$VIEWERS}
+  echo "== recover: $RVIEWERS viewers drop, $GAP messages, reconnect within ${SPREAD}s"
+  start_server
+  target/release/recover_load --http "$HTTP_ADDR" --viewers "$RVIEWERS" --gap "$GAP" \
+    --spread-secs "$SPREAD" --server-pid "$SERVER_PID" --redis-url "$REDIS_URL" \
+    --cache-prefix "$PREFIX"
   echo "server counters: $(server_counters)"
   stop_server
 fi

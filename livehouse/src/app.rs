@@ -264,6 +264,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             login_timeout: Duration::from_secs(cfg.im_login_timeout_secs.max(1)),
             internal_auth: Some(Arc::new(move |given: &str| given == internal_token)),
             fanout_linger: Duration::from_millis(cfg.im_fanout_linger_ms),
+            recent_per_room: cfg.im_recent_per_room,
             ..ImConfig::default()
         };
         anyhow::ensure!(

@@ -147,6 +147,15 @@ pub struct Config {
         global = true
     )]
     pub im_fanout_linger_ms: u64,
+    /// Recent messages each gateway keeps per room in memory, so that most recoveries after a
+    /// reconnect read no chat log.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_IM_RECENT_PER_ROOM",
+        default_value_t = 128,
+        global = true
+    )]
+    pub im_recent_per_room: usize,
     /// Messages kept in each room's chat history (for history on join and recovery).
     #[arg(
         long,

@@ -851,6 +851,8 @@ impl Conn {
                 break;
             }
             match code_of(payload) {
+                // The answer to a sender's own message (no offset): not a delivery.
+                Some(b"1003") if f.offset.find(payload).is_none() => {}
                 Some(b"1003") => {
                     if let Some(i) = f.msg_id.find(payload) {
                         let start = i + f.msg_id.needle().len();
@@ -913,6 +915,7 @@ impl Conn {
         let finders = Finders {
             msg_id: Finder::new(br#"msgId\":\""#),
             stamp: Finder::new(b"t="),
+            offset: Finder::new(br#"\"offset\":"#),
         };
         let mut out: Vec<u8> = Vec::new();
         let mut last_ack = 0u64;
@@ -983,4 +986,5 @@ impl Conn {
 struct Finders {
     msg_id: Finder<'static>,
     stamp: Finder<'static>,
+    offset: Finder<'static>,
 }
