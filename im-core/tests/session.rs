@@ -217,6 +217,22 @@ async fn chat_validation_and_rate_limit() {
         assert_eq!(e.error.as_deref(), Some(slug), "for {body}");
         assert_eq!(e.data.as_deref(), Some("false"));
     }
+    // A login without a room must name the room in each message.
+    let mut roomless = TcpClient::connect(env.tcp).await;
+    let tok = env.token(3).await;
+    roomless
+        .send(code::LOGIN, &format!(r#"{{"userId":3,"token":"{tok}"}}"#))
+        .await;
+    assert_eq!(
+        roomless.expect(code::LOGIN).await.data.as_deref(),
+        Some("true")
+    );
+    let no_room = serde_json::json!({"bizCode": 5555, "data": "{\"content\":\"hi\"}"});
+    roomless.send(code::BIZ, &no_room.to_string()).await;
+    assert_eq!(
+        roomless.expect(code::BIZ).await.error.as_deref(),
+        Some(err::NO_ROOM)
+    );
     // 200 characters exactly is fine.
     a.send(code::BIZ, &chat_body(1, 8, &"é".repeat(200))).await;
     assert_eq!(a.expect(code::BIZ).await.data.as_deref(), Some("true"));

@@ -31,16 +31,22 @@ struct T {
 }
 
 fn setup() -> T {
+    setup_with(|_| {})
+}
+
+fn setup_with(tweak: impl FnOnce(&mut ImConfig)) -> T {
+    let mut cfg = ImConfig {
+        gateway_id: "gw-timers".into(),
+        heartbeat_gap: GAP,
+        ack_timeout: ACK,
+        login_timeout: LOGIN,
+        ..ImConfig::default()
+    };
+    tweak(&mut cfg);
     let cache = Arc::new(MemoryCache::new());
     let log = Arc::new(MemoryChatLog::default());
     let gw = Gateway::new(
-        ImConfig {
-            gateway_id: "gw-timers".into(),
-            heartbeat_gap: GAP,
-            ack_timeout: ACK,
-            login_timeout: LOGIN,
-            ..ImConfig::default()
-        },
+        cfg,
         ImPorts {
             cache: cache.clone(),
             bus: Arc::new(MemoryBus::new()),
@@ -224,4 +230,32 @@ async fn heartbeats_keep_a_connection_and_two_silent_gaps_close_it() {
         "closed after {waited:?}"
     );
     assert_eq!(t.gw.stats().idle_closed, 1);
+}
+
+/// At most `max_pending_acks` deliveries wait for their ACK: the oldest beyond it is given up
+/// (counted), never retried.
+#[tokio::test(start_paused = true)]
+async fn the_pending_ack_bound_gives_up_the_oldest() {
+    let t = setup_with(|c| c.max_pending_acks = 2);
+    let mut c = login(&t, 1, 7).await;
+    let ids = [push(&t, 7).await, push(&t, 7).await, push(&t, 7).await];
+    for id in &ids {
+        let (_, m) = next(&mut c, Duration::from_secs(1)).await.unwrap().unwrap();
+        assert_eq!(m.msg_id.as_deref(), Some(id.as_str()));
+    }
+    assert_eq!(
+        t.gw.stats().unacked_dropped,
+        1,
+        "the first was given up to keep the bound"
+    );
+    let mut retried = Vec::new();
+    while let Some(Ok((_, m))) = next(&mut c, ACK + TICK).await {
+        retried.push(m.msg_id.unwrap());
+    }
+    assert_eq!(
+        retried,
+        ids[1..].to_vec(),
+        "only the two that still waited are retried"
+    );
+    alive(&mut c).await;
 }
