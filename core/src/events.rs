@@ -90,10 +90,61 @@ pub struct GatewayInfo {
     pub sessions: u64,
 }
 
+/// What a moderation event asks of the gateways. Serialized in snake_case.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerationKind {
+    /// The room's rule set changed (mute, unmute, unban, slow mode, words, admins): reload it
+    /// from the cache if its version is newer than the local copy.
+    RulesChanged,
+    /// `user_id` was banned from the room: reload the rules, and close the user's sessions in
+    /// that room.
+    UserBanned,
+    /// `user_id` was suspended platform-wide: close every session of the user, refuse logins.
+    UserSuspended,
+    /// The suspension of `user_id` was lifted.
+    UserUnsuspended,
+    /// The room closed (by its anchor or an operator): its room-scoped rules are gone.
+    RoomClosed,
+}
+
+/// A change of moderation state, published on [`crate::bus::TOPIC_MODERATION`] after the
+/// change is in SQL and the room's rule set is in the cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModerationEvent {
+    pub kind: ModerationKind,
+    /// The room (0 for account-wide events).
+    pub room_id: i64,
+    /// The user concerned (0 when none).
+    pub user_id: i64,
+    /// Version of the room's rule set after the change (0 when not about a rule set).
+    pub version: u64,
+    pub at_ms: i64,
+}
+
+impl ModerationEvent {
+    /// The bus key: the room, or `user:<id>` for account-wide events.
+    pub fn key(&self) -> String {
+        if self.room_id > 0 {
+            self.room_id.to_string()
+        } else {
+            format!("user:{}", self.user_id)
+        }
+    }
+}
+
 /// Cache key names shared by more than one role. A key used by one role only is named there.
 pub mod keys {
     /// IM login token → user id (5 min TTL).
     pub fn im_token(token: &str) -> String {
         format!("im:token:{token}")
     }
+    /// A room's moderation rule set, written with `set_if_newer` (`"<version>:<json>"`); see
+    /// `livehouse-moderation`.
+    pub fn moderation_rules(room_id: i64) -> String {
+        format!("moderation:rules:{room_id}")
+    }
+    /// Set of suspended user ids (the api keeps it; gateways refuse their logins).
+    pub const SUSPENDED_USERS: &str = "moderation:suspended";
 }

@@ -21,6 +21,9 @@ pub const TOPIC_ONLINE: &str = "livehouse.online";
 pub const TOPIC_OFFLINE: &str = "livehouse.offline";
 /// Topic of orders to the gateways (`events::ControlEvent`), keyed by the gateway concerned.
 pub const TOPIC_CONTROL: &str = "livehouse.control";
+/// Topic of moderation events ([`crate::events::ModerationEvent`]), keyed by room id (by
+/// `user:<id>` for account-wide ones). Every gateway reads it in a tail group of its own.
+pub const TOPIC_MODERATION: &str = "livehouse.moderation";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -32,6 +32,7 @@ pub async fn run_all(c: &dyn Cache) {
     strings_and_ttl(c).await;
     set_nx_is_a_lock(c).await;
     incr(c).await;
+    versioned(c).await;
     lists(c).await;
     sets(c).await;
     sorted_sets(c).await;
@@ -121,6 +122,66 @@ async fn incr(c: &dyn Cache) {
     assert_eq!(c.incr_by("n:a", 5).await.unwrap(), 5);
     assert_eq!(c.incr_by("n:a", -2).await.unwrap(), 3);
     assert_eq!(c.get("n:a").await.unwrap().as_deref(), Some("3"));
+}
+
+async fn versioned(c: &dyn Cache) {
+    use super::split_versioned;
+    assert!(
+        c.set_if_newer("ver:a", 5, "five", None).await.unwrap(),
+        "absent key"
+    );
+    assert_eq!(c.get("ver:a").await.unwrap().as_deref(), Some("5:five"));
+    assert!(
+        !c.set_if_newer("ver:a", 4, "four", None).await.unwrap(),
+        "an older version loses"
+    );
+    assert!(
+        !c.set_if_newer("ver:a", 5, "again", None).await.unwrap(),
+        "the same version loses"
+    );
+    assert!(c
+        .set_if_newer("ver:a", 12, "twelve:with:colons", None)
+        .await
+        .unwrap());
+    let stored = c.get("ver:a").await.unwrap().unwrap();
+    assert_eq!(split_versioned(&stored), Some((12, "twelve:with:colons")));
+    assert!(
+        !c.set_if_newer("ver:a", 9, "nine", None).await.unwrap(),
+        "versions compare as numbers, not text"
+    );
+    c.set("ver:b", "no version", None).await.unwrap();
+    assert!(
+        c.set_if_newer("ver:b", 1, "one", None).await.unwrap(),
+        "a value without a version counts as version 0"
+    );
+    assert!(c
+        .set_if_newer("ver:c", 1, "short", Some(Duration::from_millis(100)))
+        .await
+        .unwrap());
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            c.get("ver:c").await.unwrap().is_none()
+        })
+        .await,
+        "set_if_newer honours its TTL"
+    );
+    assert!(
+        c.set_if_newer("ver:c", 1, "back", None).await.unwrap(),
+        "an expired key is absent"
+    );
+    c.set_add("ver:set", &s(&["1"])).await.unwrap();
+    assert!(
+        c.set_if_newer("ver:set", 1, "x", None).await.is_err(),
+        "a key of another type is an error"
+    );
+    // Racing writers: whatever the order, the highest version stays.
+    let writes = (1..=20u64).rev().map(|v| async move {
+        c.set_if_newer("ver:race", v, &format!("v{v}"), None)
+            .await
+            .unwrap()
+    });
+    futures::future::join_all(writes).await;
+    assert_eq!(c.get("ver:race").await.unwrap().as_deref(), Some("20:v20"));
 }
 
 async fn lists(c: &dyn Cache) {

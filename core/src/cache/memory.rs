@@ -133,6 +133,34 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
+    async fn set_if_newer(
+        &self,
+        key: &str,
+        version: u64,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> CacheResult<bool> {
+        self.maybe_sweep();
+        let now = Instant::now();
+        let mut map = self.map.lock();
+        if let Some(e) = map.get(key).filter(|e| e.live(now)) {
+            let Value::Str(s) = &e.value else {
+                return Err(wrong(key));
+            };
+            if super::split_versioned(s).is_some_and(|(v, _)| v >= version) {
+                return Ok(false);
+            }
+        }
+        map.insert(
+            key.to_string(),
+            Entry {
+                value: Value::Str(format!("{version}:{value}")),
+                expires_at: ttl.map(|t| now + t),
+            },
+        );
+        Ok(true)
+    }
+
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> CacheResult<bool> {
         self.maybe_sweep();
         let now = Instant::now();

@@ -40,6 +40,16 @@ impl From<redis::RedisError> for CacheError {
 
 pub type CacheResult<T> = Result<T, CacheError>;
 
+/// Splits a value written by [`Cache::set_if_newer`] into its version and value; `None` when it
+/// does not start with `<digits>:`.
+pub fn split_versioned(stored: &str) -> Option<(u64, &str)> {
+    let (v, rest) = stored.split_once(':')?;
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((v.parse().ok()?, rest))
+}
+
 /// Key/value, list, set and sorted-set operations with Redis semantics. Keys are plain strings;
 /// an adapter may add its own namespace prefix. Expired keys behave exactly like absent ones.
 #[async_trait]
@@ -58,6 +68,30 @@ pub trait Cache: Send + Sync + 'static {
     async fn expire(&self, key: &str, ttl: Duration) -> CacheResult<bool>;
     /// Adds `delta` to an integer string (absent = 0) and returns the new value.
     async fn incr_by(&self, key: &str, delta: i64) -> CacheResult<i64>;
+    /// Stores `value` under a version: the key becomes the string `"<version>:<value>"` (read it
+    /// back with [`split_versioned`]) unless it already holds a version ≥ `version`, so of
+    /// several writers racing, the newest version wins whatever the order of arrival. An absent
+    /// key, or one whose value carries no version, counts as version 0. True when this call
+    /// wrote. Both adapters do it atomically; the default (get, then set) is not, and is only
+    /// for test wrappers.
+    async fn set_if_newer(
+        &self,
+        key: &str,
+        version: u64,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> CacheResult<bool> {
+        let current = self.get(key).await?;
+        if current
+            .as_deref()
+            .and_then(split_versioned)
+            .is_some_and(|(v, _)| v >= version)
+        {
+            return Ok(false);
+        }
+        self.set(key, &format!("{version}:{value}"), ttl).await?;
+        Ok(true)
+    }
 
     /// Atomically replaces the whole list (readers see the old or the new list, never a mix).
     /// An empty `items` removes the key.

@@ -15,6 +15,23 @@ pub struct RedisCache {
     prefix: String,
 }
 
+/// `set_if_newer`: KEYS[1], ARGV = version, value, ttl ms (0 = none). The stored version is the
+/// digits before the first `:` of the current string (none = 0).
+const SET_IF_NEWER: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = string.match(cur, '^(%d+):')
+  if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end
+end
+local val = ARGV[1] .. ':' .. ARGV[2]
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], val, 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], val)
+end
+return 1
+"#;
+
 const DEL_IF_EQ: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"#;
 
 impl RedisCache {
@@ -66,6 +83,23 @@ impl Cache for RedisCache {
         }
         let () = cmd.query_async(&mut self.conn()).await?;
         Ok(())
+    }
+
+    async fn set_if_newer(
+        &self,
+        key: &str,
+        version: u64,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> CacheResult<bool> {
+        let n: i64 = redis::Script::new(SET_IF_NEWER)
+            .key(self.k(key))
+            .arg(version)
+            .arg(value)
+            .arg(ttl.map(ms).unwrap_or(0))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> CacheResult<bool> {
