@@ -76,11 +76,18 @@ pub enum Admission {
 pub enum Enforcement {
     Nothing,
     /// Close the user's sessions in this room (a ban).
-    CloseUserInRoom { room_id: i64, user_id: i64 },
+    CloseUserInRoom {
+        room_id: i64,
+        user_id: i64,
+    },
     /// Close every session of the user (a suspension).
-    CloseUser { user_id: i64 },
+    CloseUser {
+        user_id: i64,
+    },
     /// The room closed; its rules were dropped.
-    RoomClosed { room_id: i64 },
+    RoomClosed {
+        room_id: i64,
+    },
 }
 
 /// A room's rules, compiled for lookups.
@@ -152,11 +159,7 @@ impl RuleBook {
         };
         let refusal = if r.banned.contains(&user_id) {
             Some(Refusal::Banned)
-        } else if let Some(&until_ms) = r
-            .muted
-            .get(&user_id)
-            .filter(|&&u| u == 0 || u > now_ms)
-        {
+        } else if let Some(&until_ms) = r.muted.get(&user_id).filter(|&&u| u == 0 || u > now_ms) {
             Some(Refusal::Muted { until_ms })
         } else if self.has_blocked_word(&r, user_id, content) {
             Some(Refusal::BlockedWord)
@@ -404,10 +407,7 @@ mod tests {
         book.install(1, Some(&rules(1)));
         let c = |user, text: &str, now| book.check(1, user, text, now);
         assert_eq!(c(4, "hi", 0).refusal, Some(Refusal::Banned));
-        assert_eq!(
-            c(2, "hi", 0).refusal,
-            Some(Refusal::Muted { until_ms: 0 })
-        );
+        assert_eq!(c(2, "hi", 0).refusal, Some(Refusal::Muted { until_ms: 0 }));
         assert_eq!(
             c(3, "hi", 4_999).refusal,
             Some(Refusal::Muted { until_ms: 5_000 })
@@ -416,14 +416,35 @@ mod tests {
         assert_eq!(c(9, "SPAM!", 0).refusal, Some(Refusal::BlockedWord));
         assert_eq!(c(9, "ｓｐａｍ", 0).refusal, Some(Refusal::BlockedWord));
         assert_eq!(c(9, "a Global rule", 0).refusal, Some(Refusal::BlockedWord));
-        assert_eq!(c(9, "hello", 0), ChatCheck { refusal: None, slow_mode_secs: 10 });
+        assert_eq!(
+            c(9, "hello", 0),
+            ChatCheck {
+                refusal: None,
+                slow_mode_secs: 10
+            }
+        );
         // The anchor and admins skip the room's words and slow mode, not the global list.
-        assert_eq!(c(100, "spam", 0), ChatCheck { refusal: None, slow_mode_secs: 0 });
-        assert_eq!(c(5, "spam", 0), ChatCheck { refusal: None, slow_mode_secs: 0 });
+        assert_eq!(
+            c(100, "spam", 0),
+            ChatCheck {
+                refusal: None,
+                slow_mode_secs: 0
+            }
+        );
+        assert_eq!(
+            c(5, "spam", 0),
+            ChatCheck {
+                refusal: None,
+                slow_mode_secs: 0
+            }
+        );
         assert_eq!(c(5, "global", 0).refusal, Some(Refusal::BlockedWord));
         // A room never loaded: only the global words.
         assert_eq!(book.check(2, 4, "fine", 0).refusal, None);
-        assert_eq!(book.check(2, 4, "GLOBAL", 0).refusal, Some(Refusal::BlockedWord));
+        assert_eq!(
+            book.check(2, 4, "GLOBAL", 0).refusal,
+            Some(Refusal::BlockedWord)
+        );
     }
 
     #[test]
@@ -432,9 +453,17 @@ mod tests {
         assert_eq!(book.install(1, Some(&rules(5))), 5);
         let mut older = rules(4);
         older.banned.clear();
-        assert_eq!(book.install(1, Some(&older)), 5, "an older version is ignored");
+        assert_eq!(
+            book.install(1, Some(&older)),
+            5,
+            "an older version is ignored"
+        );
         assert!(book.is_banned(1, 4));
-        assert_eq!(book.install(1, None), 5, "a missing key does not wipe newer rules");
+        assert_eq!(
+            book.install(1, None),
+            5,
+            "a missing key does not wipe newer rules"
+        );
         assert_eq!(book.install(1, Some(&RoomRules::closed(1, 100, 6))), 6);
         assert!(!book.is_banned(1, 4), "a closed room has no rules");
         assert_eq!(book.check(1, 2, "x", 0).refusal, None);

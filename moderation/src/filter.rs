@@ -114,7 +114,9 @@ impl WordFilter {
 
     /// Like [`Self::is_match`] for text already folded with [`fold`].
     pub fn is_match_folded(&self, folded: &str) -> bool {
-        self.automaton.as_ref().is_some_and(|ac| ac.is_match(folded))
+        self.automaton
+            .as_ref()
+            .is_some_and(|ac| ac.is_match(folded))
     }
 
     /// Reads the deployment-wide list: one word a line, `#` comments, blank lines skipped; every
@@ -206,11 +208,14 @@ mod tests {
 
     #[test]
     fn the_file_format_has_comments_blank_lines_and_bounds() {
-        let f = WordFilter::parse_list("# house rules\n\n  badword \nＯＴＨＥＲ\n", "w.txt").unwrap();
+        let f =
+            WordFilter::parse_list("# house rules\n\n  badword \nＯＴＨＥＲ\n", "w.txt").unwrap();
         assert_eq!(f.len(), 2);
         assert!(f.is_match("a BADWORD here") && f.is_match("other"));
         let long = format!("ok\n{}\n", "x".repeat(MAX_FILE_WORD_CHARS + 1));
-        let err = WordFilter::parse_list(&long, "w.txt").unwrap_err().to_string();
+        let err = WordFilter::parse_list(&long, "w.txt")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("w.txt:2:"), "{err}");
         assert!(WordFilter::parse_list("a\u{1}b", "w.txt").is_err());
     }

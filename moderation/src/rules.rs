@@ -104,15 +104,30 @@ mod tests {
         );
         assert!(validate_word("   ").is_err());
         assert!(validate_word(&"x".repeat(51)).is_err());
-        assert!(validate_word(&"字".repeat(50)).is_ok(), "50 characters, 150 bytes");
+        assert!(
+            validate_word(&"字".repeat(50)).is_ok(),
+            "50 characters, 150 bytes"
+        );
         assert!(validate_word("a\u{7}b").is_err());
     }
 
     #[test]
     fn a_mute_holds_until_its_end_or_the_room_closes() {
-        assert!(Mute { user_id: 1, until_ms: 0 }.active(i64::MAX));
-        assert!(Mute { user_id: 1, until_ms: 100 }.active(99));
-        assert!(!Mute { user_id: 1, until_ms: 100 }.active(100));
+        assert!(Mute {
+            user_id: 1,
+            until_ms: 0
+        }
+        .active(i64::MAX));
+        assert!(Mute {
+            user_id: 1,
+            until_ms: 100
+        }
+        .active(99));
+        assert!(!Mute {
+            user_id: 1,
+            until_ms: 100
+        }
+        .active(100));
     }
 
     #[test]
@@ -123,7 +138,10 @@ mod tests {
         assert!(r.muted.is_empty() && !r.closed);
         let json = serde_json::to_string(&RoomRules {
             slow_mode_secs: 5,
-            muted: vec![Mute { user_id: 7, until_ms: 0 }],
+            muted: vec![Mute {
+                user_id: 7,
+                until_ms: 0,
+            }],
             ..RoomRules::default()
         })
         .unwrap();
