@@ -5,15 +5,21 @@
 //! the scheduled job that rebuilds the room lists ([`lists`]) and keeps each room's viewer count
 //! from the presence store ([`watch`]).
 //!
+//! Moderation state (mutes, bans, slow mode, words, room admins, the audit log) is here too
+//! ([`moderation`]), and operator events go out through a [`notify::Notifier`].
+//!
 //! Must not: speak HTTP (that is `livehouse-api`) or read the users table (the anchor's name is
 //! copied into the room at start, so list reads need nothing else).
 
 pub mod entity;
 pub mod lists;
 pub mod migration;
+pub mod moderation;
+pub mod notify;
 pub mod service;
 pub mod watch;
 
+pub use moderation::ModerationService;
 pub use service::{
     LivingError, LivingResult, LivingService, Page, Room, RoomRecord, RoomSummary, StartRoom,
 };

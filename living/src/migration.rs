@@ -8,7 +8,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateRooms)]
+        vec![
+            Box::new(CreateRooms),
+            Box::new(crate::moderation::migration::CreateModeration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -6,6 +6,7 @@
 //! checks identity and the anchor tag; this service checks ownership).
 
 use crate::entity::{living_room, living_room_record};
+use crate::notify::{Notifier, OperatorEvent};
 use livehouse_core::cache::{Cache, CacheError};
 use livehouse_core::{ids, time::now_ms};
 use sea_orm::sea_query::Expr;
@@ -45,6 +46,9 @@ pub enum LivingError {
     Forbidden,
     #[error("{0}")]
     Conflict(String),
+    /// A backend the action needs (the bus) is down; nothing was half-done that matters.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
     #[error(transparent)]
@@ -225,11 +229,27 @@ pub fn validate_start(input: &StartRoom) -> LivingResult<()> {
 pub struct LivingService {
     db: DatabaseConnection,
     cache: Arc<dyn Cache>,
+    notifier: Arc<dyn Notifier>,
 }
 
 impl LivingService {
     pub fn new(db: DatabaseConnection, cache: Arc<dyn Cache>) -> Self {
-        Self { db, cache }
+        Self {
+            db,
+            cache,
+            notifier: crate::notify::silent(),
+        }
+    }
+
+    /// Sends operator events (`room_started`, `room_closed`, `stream_started`,
+    /// `stream_stopped`) to `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    pub fn notifier(&self) -> &Arc<dyn Notifier> {
+        &self.notifier
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -273,6 +293,16 @@ impl LivingService {
         // Forget any "not found" marker cached for this id.
         self.cache.del(&room_key(room.id)).await?;
         metrics::counter!("livehouse_rooms_started_total").increment(1);
+        self.notifier.notify(OperatorEvent::new(
+            "room_started",
+            serde_json::json!({
+                "roomId": room.id,
+                "anchorId": room.anchor_id,
+                "roomName": room.room_name,
+                "type": room.room_type,
+                "startTime": room.start_time,
+            }),
+        ));
         Ok(room)
     }
 
@@ -315,6 +345,22 @@ impl LivingService {
         txn.commit().await?;
         self.cache.del(&room_key(room_id)).await?;
         metrics::counter!("livehouse_rooms_closed_total").increment(1);
+        if room.streaming {
+            // The publisher is cut once the room is gone; its own stop finds no room to change.
+            self.notifier.notify(OperatorEvent::new(
+                "stream_stopped",
+                serde_json::json!({ "roomId": room.id, "anchorId": room.anchor_id }),
+            ));
+        }
+        self.notifier.notify(OperatorEvent::new(
+            "room_closed",
+            serde_json::json!({
+                "roomId": record.id,
+                "anchorId": record.anchor_id,
+                "startTime": record.start_time,
+                "endTime": record.end_time,
+            }),
+        ));
         Ok(record.into())
     }
 
@@ -369,15 +415,29 @@ impl LivingService {
             .map(Room::from))
     }
 
-    /// Marks whether video is arriving for the room. No-op for a room that is not live.
+    /// Marks whether video is arriving for the room. No-op for a room that is not live, or
+    /// already in that state; a change is announced as `stream_started` / `stream_stopped`.
     pub async fn set_streaming(&self, room_id: i64, streaming: bool) -> LivingResult<()> {
-        living_room::Entity::update_many()
+        let changed = living_room::Entity::update_many()
             .col_expr(living_room::Column::Streaming, Expr::value(streaming))
             .col_expr(living_room::Column::UpdateTime, Expr::value(now_ms()))
             .filter(living_room::Column::Id.eq(room_id))
+            .filter(living_room::Column::Streaming.ne(streaming))
             .exec(&self.db)
-            .await?;
+            .await?
+            .rows_affected
+            > 0;
         self.cache.del(&room_key(room_id)).await?;
+        if changed {
+            self.notifier.notify(OperatorEvent::new(
+                if streaming {
+                    "stream_started"
+                } else {
+                    "stream_stopped"
+                },
+                serde_json::json!({ "roomId": room_id }),
+            ));
+        }
         Ok(())
     }
 
