@@ -51,6 +51,7 @@ impl From<LivingError> for ApiError {
                 ApiError::Forbidden("only the room's anchor may do this".into())
             }
             LivingError::Conflict(m) => ApiError::Conflict(m),
+            LivingError::Unavailable(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -14,6 +14,7 @@ pub mod flex;
 pub mod params;
 pub mod routes;
 pub mod session;
+pub mod webhooks;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
@@ -21,10 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use livehouse_core::auth::JwtKeys;
+use livehouse_core::bus::Bus;
 use livehouse_core::cache::Cache;
 use livehouse_core::chatlog::ChatLog;
 use livehouse_core::presence::Presence;
-use livehouse_living::LivingService;
+use livehouse_living::{LivingService, ModerationService};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
@@ -67,6 +69,12 @@ pub struct ApiState {
     /// The choice of a gateway for each new IM client.
     pub chooser: Arc<livehouse_im_core::registry::Chooser>,
     pub living: LivingService,
+    /// The bus (moderation events, frames pushed to rooms).
+    pub bus: Arc<dyn Bus>,
+    /// Mutes, bans, slow mode, words, room admins, recalls, operator room closes.
+    pub moderation: ModerationService,
+    /// Suspended accounts, refused on every request.
+    pub suspensions: Arc<accounts::suspension::Suspensions>,
     pub jwt: JwtKeys,
     pub config: Arc<ApiConfig>,
     pub metrics: Option<PrometheusHandle>,
@@ -139,6 +147,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::user::routes())
         .merge(routes::home::routes())
         .merge(routes::living::routes())
+        .merge(routes::moderation::routes())
         .merge(routes::im::routes())
         .merge(routes::health::routes())
         .route("/api-docs/openapi.json", get(openapi))

@@ -1,6 +1,6 @@
 //! Who is calling: the session token from the `livehouse_token` cookie or
 //! `Authorization: Bearer`. [`CurrentUser`] requires one (401 otherwise); [`MaybeUser`] accepts
-//! none but still refuses a forged or expired one.
+//! none but still refuses a forged or expired one. Both refuse a suspended account (403).
 
 use crate::error::ApiError;
 use crate::ApiState;
@@ -46,9 +46,15 @@ pub struct MaybeUser(pub Option<i64>);
 fn verify(parts: &Parts, state: &ApiState) -> Result<Option<i64>, ApiError> {
     match token_of(parts) {
         None => Ok(None),
-        Some(t) => state.jwt.verify(&t).map(Some).ok_or_else(|| {
-            ApiError::Unauthorized("invalid or expired session; sign in again".into())
-        }),
+        Some(t) => match state.jwt.verify(&t) {
+            Some(id) if state.suspensions.contains(id) => Err(ApiError::Forbidden(
+                "this account is suspended; contact the operators".into(),
+            )),
+            Some(id) => Ok(Some(id)),
+            None => Err(ApiError::Unauthorized(
+                "invalid or expired session; sign in again".into(),
+            )),
+        },
     }
 }
 

@@ -35,6 +35,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
     livehouse_living::migrate(&db).await.unwrap();
     livehouse_api::migrate(&db).await.unwrap();
     let living = LivingService::new(db.clone(), cache.clone());
+    let bus: Arc<dyn livehouse_core::bus::Bus> = Arc::new(livehouse_core::bus::MemoryBus::new());
     let state = ApiState {
         db,
         cache,
@@ -42,6 +43,9 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
         chatlog: Arc::new(livehouse_core::chatlog::MemoryChatLog::default()),
         chooser: Default::default(),
         living: living.clone(),
+        moderation: livehouse_living::ModerationService::new(living.clone(), bus.clone()),
+        bus,
+        suspensions: livehouse_api::accounts::suspension::Suspensions::new(),
         jwt: JwtKeys::new(b"test-secret-0123456789"),
         config: Arc::new(ApiConfig {
             open_streaming,

@@ -7,7 +7,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateUsers)]
+        vec![
+            Box::new(CreateUsers),
+            Box::new(super::suspension::CreateSuspensions),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

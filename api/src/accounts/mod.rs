@@ -1,9 +1,11 @@
-//! Accounts: the `t_user` table, password hashing (argon2) and the anchor tag.
+//! Accounts: the `t_user` table, password hashing (argon2), the tags (anchor, operator, VIP)
+//! and platform-wide suspension ([`suspension`]).
 //!
 //! Must not: issue or read session tokens (see `session`) or know about rooms.
 
 pub mod entity;
 pub mod migration;
+pub mod suspension;
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -18,6 +20,34 @@ use crate::error::{ApiError, ApiResult};
 
 /// Tag bit that allows starting a room.
 pub const TAG_ANCHOR: i64 = 1;
+/// Tag bit of operators: they moderate any room, close any room, suspend accounts
+/// (`livehouse admin grant USER`).
+pub const TAG_ADMIN: i64 = 2;
+/// Tag bit of VIP accounts: danmaku in any `#rrggbb` colour (`livehouse admin grant --tag vip`).
+pub const TAG_VIP: i64 = 4;
+
+/// A tag by its name: `anchor`, `admin`, `vip`.
+pub fn tag_bit(name: &str) -> Option<i64> {
+    match name {
+        "anchor" => Some(TAG_ANCHOR),
+        "admin" => Some(TAG_ADMIN),
+        "vip" => Some(TAG_VIP),
+        _ => None,
+    }
+}
+
+/// The names of the tags set in `tags`.
+pub fn tag_names(tags: i64) -> Vec<&'static str> {
+    [
+        ("anchor", TAG_ANCHOR),
+        ("admin", TAG_ADMIN),
+        ("vip", TAG_VIP),
+    ]
+    .into_iter()
+    .filter(|(_, b)| tags & b != 0)
+    .map(|(n, _)| n)
+    .collect()
+}
 
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,6 +58,20 @@ pub struct User {
     pub nick_name: String,
     pub avatar: String,
     pub is_anchor: bool,
+    /// The tag bits (not shown to clients).
+    #[serde(skip)]
+    pub tags: i64,
+}
+
+impl User {
+    /// An operator: the `admin` tag.
+    pub fn is_operator(&self) -> bool {
+        self.tags & TAG_ADMIN != 0
+    }
+
+    pub fn is_vip(&self) -> bool {
+        self.tags & TAG_VIP != 0
+    }
 }
 
 impl From<entity::Model> for User {
@@ -38,6 +82,7 @@ impl From<entity::Model> for User {
             nick_name: m.nick_name,
             avatar: m.avatar,
             is_anchor: m.tags & TAG_ANCHOR != 0,
+            tags: m.tags,
         }
     }
 }
@@ -148,4 +193,57 @@ pub async fn get(db: &DatabaseConnection, user_id: i64) -> ApiResult<Option<User
         .one(db)
         .await?
         .map(User::from))
+}
+
+/// The user named `who`: a username, or (when no username matches and it is a number) a user id.
+pub async fn find(db: &DatabaseConnection, who: &str) -> ApiResult<Option<entity::Model>> {
+    if let Some(m) = entity::Entity::find()
+        .filter(entity::Column::Username.eq(who))
+        .one(db)
+        .await?
+    {
+        return Ok(Some(m));
+    }
+    match who.parse::<i64>() {
+        Ok(id) => Ok(entity::Entity::find_by_id(id).one(db).await?),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Sets (`on`) or clears a tag bit of a user; returns the new tags.
+pub async fn set_tag(db: &DatabaseConnection, user_id: i64, bit: i64, on: bool) -> ApiResult<i64> {
+    use sea_orm::sea_query::Expr;
+    let expr = if on {
+        Expr::cust_with_values("tags | ?", [bit])
+    } else {
+        Expr::cust_with_values("tags & ?", [!bit])
+    };
+    entity::Entity::update_many()
+        .col_expr(entity::Column::Tags, expr)
+        .filter(entity::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(entity::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .map(|m| m.tags)
+        .unwrap_or(0))
+}
+
+/// Display names of many users at once (unknown ids are left out).
+pub async fn names(
+    db: &DatabaseConnection,
+    ids: &[i64],
+) -> ApiResult<std::collections::HashMap<i64, String>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        for m in entity::Entity::find()
+            .filter(entity::Column::UserId.is_in(chunk.to_vec()))
+            .all(db)
+            .await?
+        {
+            out.insert(m.user_id, m.nick_name);
+        }
+    }
+    Ok(out)
 }

@@ -21,7 +21,9 @@ impl FromRequestParts<ApiState> for Visitor {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Visitor(token_of(parts).and_then(|t| state.jwt.verify(&t))))
+        let user = token_of(parts).and_then(|t| state.jwt.verify(&t));
+        // A suspended account is simply not signed in here.
+        Ok(Visitor(user.filter(|id| !state.suspensions.contains(*id))))
     }
 }
 

@@ -40,6 +40,7 @@ async fn get_im_config(
     headers: HeaderMap,
     Params(req): Params<ImConfigReq>,
 ) -> ApiResult<impl IntoResponse> {
+    crate::accounts::suspension::refuse_suspended(&state.db, user_id).await?;
     let avoid = req.avoid.filter(|a| !a.is_empty() && a.len() <= 128);
     let gateway = state
         .chooser

@@ -83,6 +83,15 @@ async fn start_living(
             covert_img: req.covert_img.unwrap_or_default(),
         })
         .await?;
+    // The anchor's bans, admins and words carry over: the new room's rule set goes to the
+    // cache before any viewer can log into its chat (the sync job retries a failure).
+    if let Err(e) = state
+        .moderation
+        .publish_rules(room.id, room.anchor_id)
+        .await
+    {
+        tracing::warn!(room = room.id, error = %e, "publishing the new room's rules failed");
+    }
     Ok(ok(json!({ "roomId": room.id })))
 }
 
@@ -99,7 +108,12 @@ async fn close_living(
     Params(req): Params<RoomReq>,
 ) -> ApiResult<impl IntoResponse> {
     let room_id = room_id(req.room_id)?;
-    let record = state.living.close(user_id, room_id).await?;
+    // Through moderation: the room-scoped rules end with the room.
+    let anchor = livehouse_living::moderation::Actor {
+        user_id,
+        role: livehouse_living::moderation::Role::Anchor,
+    };
+    let record = state.moderation.close_room(anchor, room_id).await?;
     Ok(ok(
         json!({ "roomId": record.id, "endTime": record.end_time }),
     ))

@@ -4,4 +4,5 @@ pub mod health;
 pub mod home;
 pub mod im;
 pub mod living;
+pub mod moderation;
 pub mod user;

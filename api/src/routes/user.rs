@@ -66,6 +66,7 @@ async fn login(
 ) -> ApiResult<Response> {
     let (username, password, _) = c.required()?;
     let user = accounts::login(&state.db, &username, &password).await?;
+    accounts::suspension::refuse_suspended(&state.db, user.user_id).await?;
     Ok(signed_in(&state, user))
 }
 
