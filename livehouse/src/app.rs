@@ -5,6 +5,8 @@ use crate::adapters::{LocalFirstDelivery, RoomsStreamAuth};
 use crate::config::{Config, Role};
 use anyhow::Context;
 use axum::Router;
+use livehouse_api::accounts::suspension::Suspensions;
+use livehouse_api::webhooks::{WebhookConfig, Webhooks};
 use livehouse_api::{ApiConfig, ApiState};
 use livehouse_core::auth::JwtKeys;
 use livehouse_core::bus::{Bus, MemoryBus};
@@ -13,7 +15,7 @@ use livehouse_core::chatlog::{ChatLog, LogConfig, MemoryChatLog, RedisChatLog};
 use livehouse_core::presence::{MemoryPresence, Presence, PresenceConfig, RedisPresence};
 use livehouse_core::{db, Backends};
 use livehouse_im_core::{Gateway, ImConfig, ImPorts};
-use livehouse_living::LivingService;
+use livehouse_living::{LivingService, ModerationService};
 use livehouse_media::{MediaServer, StreamAuth};
 use livehouse_msg::{GatewayDelivery, HttpDelivery, Msg, MsgConfig, MsgPorts};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -190,11 +192,41 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     let jwt = JwtKeys::new(&jwt_secret(&cfg)?);
     let http_listener = bind(cfg.http_addr, "HTTP").await?;
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    // Operator webhooks: every role that changes rooms or streams tells them (api: rooms and
+    // moderation; media: streams), each process from its own queue.
+    let living = if cfg.webhook_urls.is_empty() {
+        living
+    } else {
+        let secret = cfg
+            .webhook_secret
+            .clone()
+            .context("--webhook-url needs --webhook-secret")?;
+        let config = WebhookConfig::new(cfg.webhook_urls.clone(), secret);
+        config.validate().map_err(anyhow::Error::msg)?;
+        let (hooks, dispatcher) = Webhooks::new(config);
+        let stop = shutdown.wait();
+        tasks.spawn(async move {
+            dispatcher.run(stop).await;
+            Ok(())
+        });
+        living.with_notifier(hooks)
+    };
+    let moderation = ModerationService::new(living.clone(), backends.bus.clone());
     let mut http = Router::new();
     let stream_auth: Arc<dyn StreamAuth> = Arc::new(RoomsStreamAuth(living.clone()));
     let heartbeat_gap = Duration::from_secs(cfg.im_heartbeat_secs.max(1));
 
     if has(Role::Api) {
+        let suspensions = Suspensions::new();
+        suspensions
+            .reload(&backends.db)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading suspended accounts: {e}"))?;
+        let (s, db, stop) = (suspensions.clone(), backends.db.clone(), shutdown.wait());
+        tasks.spawn(async move {
+            s.run(db, stop).await;
+            Ok(())
+        });
         let state = ApiState {
             db: backends.db.clone(),
             cache: backends.cache.clone(),
@@ -202,6 +234,9 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             chatlog: backends.chatlog.clone(),
             chooser: Default::default(),
             living: living.clone(),
+            bus: backends.bus.clone(),
+            moderation: moderation.clone(),
+            suspensions,
             jwt: jwt.clone(),
             config: Arc::new(ApiConfig {
                 open_streaming: cfg.open_streaming(),
@@ -236,10 +271,22 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             livehouse_living::lists::run(svc, Some(presence), stop).await;
             Ok(())
         });
+        let (svc, stop) = (moderation.clone(), shutdown.wait());
+        tasks.spawn(async move {
+            livehouse_living::moderation::sync::run(svc, stop).await;
+            Ok(())
+        });
     }
 
     let mut gateway = None;
     if has(Role::ImCore) {
+        // The deployment-wide blocked words: read (and checked) at start. The gateway's
+        // RuleBook (livehouse_moderation::RuleBook::new(cache, words)) takes them once the
+        // gateway enforces moderation.
+        if let Some(path) = &cfg.blocked_words {
+            let words = livehouse_moderation::WordFilter::from_file(path)?;
+            tracing::info!(words = words.len(), file = %path.display(), "deployment-wide blocked words");
+        }
         let im_listener = bind(cfg.im_tcp_addr, "IM TCP").await?;
         let shown = |addr: std::net::SocketAddr| match &cfg.public_host {
             Some(h) => format!("{h}:{}", addr.port()),

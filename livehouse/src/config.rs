@@ -22,7 +22,7 @@ pub struct Cli {
     pub config: Config,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// Every role in one process (the default).
     All,
@@ -36,6 +36,31 @@ pub enum Role {
     ImCore,
     /// Built-in media server: RTMP ingest, HTTP-FLV and RTMP playback.
     Media,
+    /// Operator tasks on the configured database (`livehouse admin grant alice`), then exit.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// `livehouse admin …`: account tags. USER is a username, or a user id.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// Grants a tag to USER: `admin` (an operator: moderates any room, closes rooms, suspends
+    /// accounts), `vip` (danmaku in any colour) or `anchor` (may start rooms).
+    Grant {
+        user: String,
+        #[arg(long, default_value = "admin", value_parser = ["admin", "vip", "anchor"])]
+        tag: String,
+    },
+    /// Takes a tag away from USER.
+    Revoke {
+        user: String,
+        #[arg(long, default_value = "admin", value_parser = ["admin", "vip", "anchor"])]
+        tag: String,
+    },
+    /// Prints USER's id, tags and whether the account is suspended.
+    Show { user: String },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -175,6 +200,28 @@ pub struct Config {
     /// Id of this IM gateway in the presence store. Default: random.
     #[arg(long, env = "LIVEHOUSE_GATEWAY_ID", global = true)]
     pub gateway_id: Option<String>,
+    /// Deployment-wide blocked words, one a line (`#` comments): refused in every room's chat,
+    /// case-insensitively, full-width and half-width alike.
+    #[arg(long, env = "LIVEHOUSE_BLOCKED_WORDS", global = true)]
+    pub blocked_words: Option<PathBuf>,
+    /// Operator webhook URL (repeatable; `http://` only): JSON events stream_started,
+    /// stream_stopped, room_started, room_closed, user_banned, message_deleted, signed with
+    /// --webhook-secret (docs/webhooks.md). Several in the environment: comma-separated.
+    #[arg(
+        long = "webhook-url",
+        env = "LIVEHOUSE_WEBHOOK_URL",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub webhook_urls: Vec<String>,
+    /// HMAC-SHA256 key signing webhooks (at least 32 characters); required with --webhook-url.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
 }
 
 /// Loads the settings file named by `--config FILE` / `--config=FILE` / `LIVEHOUSE_CONFIG` into
@@ -242,7 +289,8 @@ impl Config {
         };
         format!(
             "http_addr={} rtmp_addr={} im_tcp_addr={} data_dir={} database={} cache={} bus={} \
-             jwt_secret={} open_streaming={} public_host={} web_dir={} im_heartbeat_secs={}",
+             jwt_secret={} open_streaming={} public_host={} web_dir={} im_heartbeat_secs={} \
+             blocked_words={} webhook_urls={} webhook_secret={}",
             self.http_addr,
             self.rtmp_addr,
             self.im_tcp_addr,
@@ -263,6 +311,16 @@ impl Config {
                 .unwrap_or_else(|| "(request host)".into()),
             self.web_dir.display(),
             self.im_heartbeat_secs,
+            self.blocked_words
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(none)".into()),
+            self.webhook_urls.len(),
+            if self.webhook_secret.is_some() {
+                "***"
+            } else {
+                "(none)"
+            },
         )
     }
 }
@@ -296,5 +354,52 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("mysql://root:***@db:3306/live"), "{text}");
+    }
+
+    #[test]
+    fn admin_grant_parses_with_the_database_flags_and_webhook_urls_repeat() {
+        let cli = Cli::try_parse_from([
+            "livehouse",
+            "admin",
+            "grant",
+            "alice",
+            "--tag",
+            "vip",
+            "--database-url",
+            "mysql://root@db/live",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.role,
+            Some(Role::Admin {
+                command: AdminCommand::Grant {
+                    user: "alice".into(),
+                    tag: "vip".into()
+                }
+            })
+        );
+        assert_eq!(
+            cli.config.database_url.as_deref(),
+            Some("mysql://root@db/live")
+        );
+        assert!(
+            Cli::try_parse_from(["livehouse", "admin", "grant", "bob", "--tag", "king"]).is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "livehouse",
+            "--webhook-url",
+            "http://a/h",
+            "--webhook-url",
+            "http://b/h",
+            "--webhook-secret",
+            "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.webhook_urls, ["http://a/h", "http://b/h"]);
+        let text = cli.config.describe();
+        assert!(
+            !text.contains("s3cr3t") && text.contains("webhook_urls=2"),
+            "{text}"
+        );
     }
 }

@@ -3,9 +3,11 @@
 //! The one binary. `livehouse` (= `livehouse all`) runs every role in one process on embedded
 //! defaults; `livehouse api|living|msg|im-core|media` runs one role on shared backends. This
 //! crate only parses configuration ([`config`]), connects the backends and wires the roles'
-//! `run` entries and routers together ([`app`]); it holds no business logic.
+//! `run` entries and routers together ([`app`]); it holds no business logic. `livehouse admin`
+//! ([`admin`]) grants account tags on the configured database.
 
 mod adapters;
+mod admin;
 mod app;
 mod config;
 
@@ -36,7 +38,11 @@ fn main() -> ExitCode {
         }
     };
     let role = cli.role.unwrap_or(config::Role::All);
-    match runtime.block_on(app::run(role, cli.config)) {
+    let result = match role {
+        config::Role::Admin { command } => runtime.block_on(admin::run(command, cli.config)),
+        role => runtime.block_on(app::run(role, cli.config)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("livehouse stopped: {e:#}");

@@ -119,6 +119,17 @@ pub async fn refuse_suspended(db: &DatabaseConnection, user_id: i64) -> ApiResul
     Ok(())
 }
 
+/// One suspension change.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub user_id: i64,
+    /// The operator.
+    pub by_user_id: i64,
+    pub reason: &'a str,
+    /// True to suspend, false to reinstate.
+    pub suspended: bool,
+}
+
 /// The suspended accounts as this api instance knows them (for refusing existing sessions
 /// without a query per request).
 #[derive(Default)]
@@ -165,18 +176,21 @@ impl Suspensions {
         }
     }
 
-    /// Suspends (`on`) or lifts the suspension of `user_id`: SQL, this instance's set, the
-    /// cache set the gateways read, and an event for them. False when nothing changed.
+    /// Suspends or reinstates an account: SQL, this instance's set, the cache set the gateways
+    /// read, and an event for them. False when nothing changed.
     pub async fn set(
         &self,
         db: &DatabaseConnection,
         cache: &dyn Cache,
         bus: &dyn Bus,
-        user_id: i64,
-        by_user_id: i64,
-        reason: &str,
-        on: bool,
+        change: Change<'_>,
     ) -> ApiResult<bool> {
+        let Change {
+            user_id,
+            by_user_id,
+            reason,
+            suspended: on,
+        } = change;
         let changed = if on {
             let row = entity::ActiveModel {
                 user_id: Set(user_id),

@@ -364,10 +364,12 @@ async fn suspend(
             &state.db,
             state.cache.as_ref(),
             state.bus.as_ref(),
-            user,
-            me,
-            &reason,
-            on,
+            accounts::suspension::Change {
+                user_id: user,
+                by_user_id: me,
+                reason: &reason,
+                suspended: on,
+            },
         )
         .await?;
     Ok(ok(
