@@ -154,6 +154,14 @@ impl Server {
         b["data"].clone()
     }
 
+    async fn role(&self, room: i64, token: &str) -> Value {
+        let (code, b) = self
+            .get(&format!("/living/moderation/role?roomId={room}"), token)
+            .await;
+        assert_eq!(code, StatusCode::OK, "{b}");
+        b["data"]["role"].clone()
+    }
+
     async fn log_len(&self, room: i64, token: &str) -> usize {
         let (s, b) = self
             .get(
@@ -231,9 +239,12 @@ macro_rules! suite {
                 let anon = s.http.post(format!("{}/living/moderation/mute", s.base)).json(&json!({"roomId": room})).send().await.unwrap();
                 assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
 
+                assert_eq!(s.role(room, &anchor).await, json!("anchor"));
+                assert_eq!(s.role(room, &stranger).await, json!(null));
                 // The anchor appoints a room admin, who then moderates.
                 s.ok("/living/moderation/admins", &anchor, json!({"roomId": room, "userId": mod_id, "admin": true})).await;
                 assert_eq!(s.next_event().await.kind, ModerationKind::RulesChanged);
+                assert_eq!(s.role(room, &moder).await, json!("admin"));
                 let d = s.ok("/living/moderation/mute", &moder, json!({"roomId": room, "userId": troll_id, "seconds": 600})).await;
                 assert!(d["untilMs"].as_i64().unwrap() > livehouse_core::time::now_ms());
                 let ev = s.next_event().await;

@@ -3,6 +3,7 @@
 import { h, setChildren, authDialog, session } from './ui.js';
 import { ImClient, MAX_CONTENT_CHARS } from './im.js';
 import { get } from './api.js';
+import { messageMenuButton, noticeText } from './moderation.js';
 
 /** Messages of earlier chat shown when the page opens (design §3.1: at most 100). */
 const HISTORY_ON_JOIN = 50;
@@ -20,6 +21,11 @@ const ERRORS = {
   bad_json: 'The chat server did not understand that message.',
   internal: 'The chat server had a problem; try again.',
   unavailable: 'The chat server could not take that message just now; try again.',
+  muted: 'You are muted in this room for now.',
+  banned: 'You are banned from this room\'s chat.',
+  slow_mode: 'Slow mode is on: wait a little before your next message.',
+  blocked_word: 'That message contains a blocked word.',
+  suspended: 'This account is suspended.',
 };
 
 const STATUS_TEXT = {
@@ -31,7 +37,9 @@ const STATUS_TEXT = {
   closed: 'Closed',
 };
 
-export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Stream chat', heartbeatMs } = {}) {
+// `moderation` (the anchor's console, or a room admin): each message of someone else gets a
+// menu (delete, mute, ban; see moderation.js).
+export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Stream chat', heartbeatMs, moderation } = {}) {
   const status = h('span', { className: 'chat-status', dataset: { testid: 'chat-status', state: 'closed' }, text: '' });
   const list = h('div', { className: 'chat-list', attrs: { role: 'log', 'aria-live': 'polite', 'aria-label': 'Chat messages' }, dataset: { testid: 'chat-list' } });
   const jump = h('button', { type: 'button', className: 'btn btn-small btn-primary chat-new', text: 'New messages ↓', hidden: true });
@@ -74,10 +82,13 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
     const who = h('span', { className: 'who', text: name || (userId != null ? `user ${userId}` : 'someone') });
     who.style.color = `hsl(${(Number(userId) * 67) % 360} 80% 72%)`;
     const cls = ['chat-line', self ? 'self' : '', earlier ? 'earlier' : ''].filter(Boolean).join(' ');
+    const menu = moderation && msgId && !self && !isAnchor && userId != null
+      ? messageMenuButton({ roomId, userId: Number(userId), name, msgId, content }) : null;
     return h('div', { className: cls, dataset: { testid: 'chat-line', msgId: msgId || '' } },
       isAnchor ? h('span', { className: 'role', text: 'HOST', title: 'Streamer' }) : null,
       who,
-      h('span', { className: 'content', text: content }));
+      h('span', { className: 'content', text: content }),
+      menu);
   }
 
   function addSystem(text, testid) {
@@ -213,8 +224,13 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
         if (node) {
           node.classList.add('recalled');
           node.querySelector('.content').textContent = 'message deleted';
+          node.querySelector('.chat-mod-btn')?.remove();
         }
       }
+    },
+    onNotice(data) {
+      const text = noticeText(data);
+      if (text) addLine(h('div', { className: 'chat-line system mod-notice', dataset: { testid: 'chat-notice', kind: String(data.kind || '') }, text }));
     },
     onError(slug) {
       note.textContent = ERRORS[slug] || `Chat error: ${slug}`;

@@ -5,6 +5,7 @@ import { h, $, setChildren, renderTopbar, avatar, formatCount, formatDuration, e
 import { Danmaku } from './danmaku.js';
 import { icon } from './icons.js';
 import { createChat } from './chat.js';
+import { canModerate } from './moderation.js';
 import { LivePlayer, playbackSupported } from './player.js';
 
 const POLL_MS = 2000;
@@ -147,14 +148,16 @@ async function poll() {
 }
 
 function setupChat(r) {
-  renderTopbar().then((me) => {
+  renderTopbar().then(async (me) => {
     if (!r) {
       // Not live: no chat connection, just the panel saying so.
       setChildren($('#chat'), h('div', { className: 'chat-head' }, h('h2', { text: 'Stream chat' })),
         h('div', { className: 'chat-list' }, h('div', { className: 'chat-line system', text: 'This room is not live, so its chat is closed.' })));
       return;
     }
-    chat = createChat($('#chat'), { roomId, me, anchorId: r.anchorId, danmaku });
+    // Room admins (and operators) get the moderation menu on each message.
+    const moderation = me.loginStatus ? await canModerate(roomId) : false;
+    chat = createChat($('#chat'), { roomId, me, anchorId: r.anchorId, danmaku, moderation });
     if (ended) {
       chat.setDisabled('The stream has ended');
       chat.stop();

@@ -5,6 +5,7 @@
 import { api, ApiError, ROOM_TYPES } from './api.js';
 import { h, $, setChildren, renderTopbar, authDialog, session, cover, avatar, formatCount, formatDuration, every, toast, copyButton, confirmDialog } from './ui.js';
 import { createChat } from './chat.js';
+import { moderationPanel } from './moderation.js';
 import { Danmaku } from './danmaku.js';
 import { icon } from './icons.js';
 import { LivePlayer, playbackSupported } from './player.js';
@@ -242,13 +243,15 @@ async function consoleView(roomId) {
     h('table', { className: 'obs-table' }, h('tbody', {}, obsRows.map(([k, v]) => h('tr', {}, h('td', { text: k }), h('td', { text: v }))))));
 
   const chatBox = h('aside', { className: 'chat' });
+  const modBox = h('div');
   setChildren(main, h('div', { className: 'console-grid' },
-    h('div', { className: 'console-main' }, head, h('section', { className: 'card' }, playerBox, statsRow), setup, ff, obs),
+    h('div', { className: 'console-main' }, head, h('section', { className: 'card' }, playerBox, statsRow), modBox, setup, ff, obs),
     h('div', { className: 'console-side' }, chatBox)));
   main.classList.remove('page-narrow');
 
   const danmaku = new Danmaku(dmLayer, { maxConcurrent: 30 });
-  const chat = createChat(chatBox, { roomId: r.roomId, me, anchorId: r.anchorId, danmaku, title: 'Your chat' });
+  const chat = createChat(chatBox, { roomId: r.roomId, me, anchorId: r.anchorId, danmaku, title: 'Your chat', moderation: true });
+  const modPanel = moderationPanel(modBox, r.roomId);
   let player = null;
   let stop = () => {};
   let ended = false;
@@ -298,6 +301,7 @@ async function consoleView(roomId) {
     clearInterval(tick);
     if (player) player.stop();
     chat.stop();
+    modPanel.stop();
     sessionStorage.removeItem('livehouse.myRoom');
     endedView({ room: r, peak: peak.viewers, byMe });
   };

@@ -293,6 +293,24 @@ async fn log(
     Ok(ok(json!({ "list": list, "names": names_json(&names) })))
 }
 
+/// `{roomId, role}`: the caller's role in the room (`anchor`, `admin`, `operator`, or null), so a
+/// page knows whether to offer moderation without provoking a 403.
+async fn role(
+    State(state): State<ApiState>,
+    CurrentUser(me): CurrentUser,
+    Params(req): Params<RoomReq>,
+) -> ApiResult<impl IntoResponse> {
+    let room_id = req
+        .room_id
+        .ok_or_else(|| ApiError::BadRequest("roomId is required".into()))?;
+    let role = match may_manage(&state, me, room_id).await {
+        Ok((_, role)) => Some(role.as_str()),
+        Err(ApiError::Forbidden(_)) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(ok(json!({ "roomId": room_id, "role": role })))
+}
+
 /// Operators only (the `admin` tag), or the anchor of the room.
 async fn close_room(
     State(state): State<ApiState>,
@@ -389,6 +407,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/living/moderation/admins", post(admins))
         .route("/living/moderation/state", get(state_of))
         .route("/living/moderation/log", get(log))
+        .route("/living/moderation/role", get(role))
         .route("/living/moderation/closeRoom", post(close_room))
         .route("/living/moderation/suspend", post(suspend))
 }
