@@ -126,18 +126,30 @@ async fn main() -> anyhow::Result<()> {
     let n = args.messages;
     let now = livehouse_core::time::now_ms();
     measure("baseline: room without rules, clean messages", n, |i| {
-        empty.check(2, 42, &clean[i % clean.len()], now).refusal.is_some()
-    });
-    measure("check: 1,000 words + 500 mutes, clean messages", n, |i| {
-        book.check(1, 42, &clean[i % clean.len()], now).refusal.is_some()
-    });
-    measure("check: same, 3 of 11 messages blocked", n, |i| {
-        book.check(1, 42, &mixed[i % mixed.len()], now).refusal.is_some()
-    });
-    measure("check: a muted sender (no word scan)", n, |i| {
-        book.check(1, 1_000_000 + (i as i64 % 500), &clean[i % clean.len()], now)
+        empty
+            .check(2, 42, &clean[i % clean.len()], now)
             .refusal
             .is_some()
+    });
+    measure("check: 1,000 words + 500 mutes, clean messages", n, |i| {
+        book.check(1, 42, &clean[i % clean.len()], now)
+            .refusal
+            .is_some()
+    });
+    measure("check: same, 3 of 11 messages blocked", n, |i| {
+        book.check(1, 42, &mixed[i % mixed.len()], now)
+            .refusal
+            .is_some()
+    });
+    measure("check: a muted sender (no word scan)", n, |i| {
+        book.check(
+            1,
+            1_000_000 + (i as i64 % 500),
+            &clean[i % clean.len()],
+            now,
+        )
+        .refusal
+        .is_some()
     });
     let room_filter = WordFilter::new(&rules.words);
     measure("filter alone: 1,000 words, clean messages", n, |i| {
