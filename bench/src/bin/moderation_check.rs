@@ -155,6 +155,17 @@ async fn main() -> anyhow::Result<()> {
     measure("filter alone: 1,000 words, clean messages", n, |i| {
         room_filter.is_match(&clean[i % clean.len()])
     });
+    for (label, pick) in [
+        ("filter alone: ASCII messages only", [0usize, 1, 4, 6, 7]),
+        ("filter alone: CJK messages only", [2, 5, 2, 5, 2]),
+        ("filter alone: full-width messages only", [3, 3, 3, 3, 3]),
+    ] {
+        measure(label, n, |i| room_filter.is_match(&clean[pick[i % pick.len()]]));
+    }
+    println!(
+        "automaton memory, 1,000 words: {:.2} MB",
+        room_filter.memory_usage() as f64 / 1e6
+    );
     let started = Instant::now();
     let compiles = 20;
     for _ in 0..compiles {

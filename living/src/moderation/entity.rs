@@ -101,7 +101,7 @@ pub mod word {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub anchor_id: i64,
-        /// NFKC + lowercase of `word`.
+        /// `livehouse_moderation::fold` of `word` (width-folded, lowercase).
         #[sea_orm(primary_key, auto_increment = false)]
         pub folded: String,
         /// As entered.
