@@ -51,6 +51,9 @@ async fn server_on(distributed: bool) -> Option<Server> {
     let state = ApiState {
         db: db.clone(),
         cache: cache.clone(),
+        presence: Arc::new(livehouse_core::presence::MemoryPresence::default()),
+        chatlog: Arc::new(livehouse_core::chatlog::MemoryChatLog::default()),
+        chooser: Default::default(),
         living: living.clone(),
         moderation: ModerationService::new(living, bus.clone()),
         bus,

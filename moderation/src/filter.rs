@@ -235,7 +235,10 @@ mod tests {
     #[test]
     fn fold_borrows_folded_ascii() {
         assert!(matches!(fold("already lower"), Cow::Borrowed(_)));
-        assert!(matches!(fold("主播加油"), Cow::Borrowed(_)), "nothing to fold");
+        assert!(
+            matches!(fold("主播加油"), Cow::Borrowed(_)),
+            "nothing to fold"
+        );
         assert_eq!(fold("加油！ＧＧ"), "加油!gg");
         assert_eq!(fold("ｶﾞﾁｬ"), "ガチャ");
         assert_eq!(fold("Ωmega"), "ωmega");

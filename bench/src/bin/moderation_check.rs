@@ -160,7 +160,9 @@ async fn main() -> anyhow::Result<()> {
         ("filter alone: CJK messages only", [2, 5, 2, 5, 2]),
         ("filter alone: full-width messages only", [3, 3, 3, 3, 3]),
     ] {
-        measure(label, n, |i| room_filter.is_match(&clean[pick[i % pick.len()]]));
+        measure(label, n, |i| {
+            room_filter.is_match(&clean[pick[i % pick.len()]])
+        });
     }
     println!(
         "automaton memory, 1,000 words: {:.2} MB",

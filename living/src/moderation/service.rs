@@ -980,6 +980,8 @@ impl ModerationService {
             biz_code,
             data,
             sent_at_ms: now_ms(),
+            origin_gateway: String::new(),
+            origin_conn: 0,
         };
         let payload = Bytes::from(serde_json::to_vec(&ev).expect("serializes"));
         self.bus
