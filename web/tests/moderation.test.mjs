@@ -119,7 +119,10 @@ describe('moderation UI', { timeout: 200000 }, () => {
     // The room admin deletes a message from the room page: it disappears for everyone else.
     await lineOf(hPage, `second ${tag}`).getByTestId('msg-menu').click();
     await hPage.getByTestId('mod-delete').click();
-    for (const p of [hPage, studio]) await lineOf(p, `second ${tag}`).waitFor({ state: 'detached', timeout: 5000 });
+    for (const p of [hPage, studio]) {
+      await lineOf(p, `second ${tag}`).waitFor({ state: 'detached', timeout: 5000 });
+      await p.locator('[data-testid=chat-line].recalled', { hasText: 'message deleted' }).waitFor({ timeout: 5000 });
+    }
     assert.equal(await lineOf(studio, `first ${tag}`).count(), 1, 'only the deleted message went');
 
     // ... and bans the viewer.
