@@ -127,6 +127,15 @@ where
                     c.st.error(code::LOGIN, err::LOGIN_TIMEOUT);
                     Flow::Close(ws::close::POLICY)
                 }
+                // The end of the connection says why (an unrequested 1002 with the reason).
+                Kick::Banned => {
+                    c.st.error(code::LOGOUT, err::BANNED);
+                    Flow::Close(ws::close::POLICY)
+                }
+                Kick::Suspended => {
+                    c.st.error(code::LOGOUT, err::SUSPENDED);
+                    Flow::Close(ws::close::POLICY)
+                }
                 Kick::Idle | Kick::Shutdown => Flow::Close(ws::close::GOING_AWAY),
                 Kick::SlowReader => Flow::Drop,
             },

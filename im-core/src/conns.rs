@@ -122,6 +122,10 @@ pub(crate) enum Kick {
     Shutdown = 4,
     /// Connected but not logged in within the login deadline.
     LoginTimeout = 5,
+    /// Banned from its room (design §3.2).
+    Banned = 6,
+    /// Its account was suspended.
+    Suspended = 7,
 }
 
 impl Kick {
@@ -132,6 +136,8 @@ impl Kick {
             3 => Kick::SlowReader,
             4 => Kick::Shutdown,
             5 => Kick::LoginTimeout,
+            6 => Kick::Banned,
+            7 => Kick::Suspended,
             _ => return None,
         })
     }
@@ -379,6 +385,15 @@ impl Conns {
             shard.remove(&user);
         }
         was
+    }
+
+    /// The user's logged-in connections here.
+    pub fn user_logins(&self, user: i64) -> Vec<Login> {
+        self.by_user[user_shard(user)]
+            .lock()
+            .get(&user)
+            .map(|e| e.logins.clone())
+            .unwrap_or_default()
     }
 
     /// Every logged-in connection: `(user, login)`.

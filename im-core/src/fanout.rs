@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     pub linger: Duration,
     pub recent_per_room: usize,
     pub repair_interval: Duration,
+    /// Told when this gateway stops serving a room (its rules are dropped).
+    pub moderation: Arc<livehouse_moderation::RuleBook>,
 }
 
 /// The handle: routes pushes and joins to the shard owning the room.
@@ -568,6 +570,7 @@ impl Shard {
         if r.conns.is_empty() {
             self.rooms.remove(&room);
             self.shared.room_counts.set(room, 0);
+            self.shared.moderation.forget(room);
         } else if after != before {
             self.shared.room_counts.set(room, after as u64);
         }

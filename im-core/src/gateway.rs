@@ -27,6 +27,7 @@ use livehouse_core::chatlog::ChatLog;
 use livehouse_core::events::{ControlEvent, GatewayInfo, RoomBatch};
 use livehouse_core::presence::{self, Presence};
 use livehouse_core::time::now_ms;
+use livehouse_moderation::{Enforcement, RuleBook};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -40,6 +41,9 @@ pub struct ImPorts {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn Presence>,
     pub log: Arc<dyn ChatLog>,
+    /// Moderation rules (design §3.2): the gateway's local copy, checked at login and per chat
+    /// message without a round trip.
+    pub moderation: Arc<RuleBook>,
 }
 
 /// One gateway instance. Shared as `Arc<Gateway>`.
@@ -48,6 +52,7 @@ pub struct Gateway {
     pub(crate) cache: Arc<dyn Cache>,
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) presence: Arc<dyn Presence>,
+    pub(crate) moderation: Arc<RuleBook>,
     pub(crate) conns: Conns,
     pub(crate) fanout: Fanout,
     pub(crate) publisher: Publisher,
@@ -75,6 +80,7 @@ impl Gateway {
             linger: cfg.fanout_linger,
             recent_per_room: cfg.recent_per_room,
             repair_interval: cfg.repair_interval,
+            moderation: ports.moderation.clone(),
         });
         let publisher = Publisher::start(ports.bus.clone(), cfg.publish_queue, counters.clone());
         let gw = Arc::new_cyclic(|me| Gateway {
@@ -82,6 +88,7 @@ impl Gateway {
             cache: ports.cache,
             bus: ports.bus,
             presence: ports.presence,
+            moderation: ports.moderation,
             conns: Conns::new(),
             fanout,
             publisher,
@@ -313,6 +320,64 @@ impl Gateway {
             tracing::warn!(error = %e, "presence restore failed; retried next beat");
         }
         r
+    }
+
+    /// Follows the moderation rules (their topic, in a tail group of this gateway, and a refresh
+    /// every `every`) until `shutdown`, closing the connections a ban or a suspension ends.
+    pub async fn run_moderation(
+        self: Arc<Self>,
+        every: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let group = format!("moderation-{}", self.cfg.gateway_id);
+        let weak = self.me.clone();
+        tokio::pin!(shutdown);
+        loop {
+            let w = weak.clone();
+            let enforce = move |e: Enforcement| {
+                if let Some(gw) = w.upgrade() {
+                    gw.enforce(e);
+                }
+            };
+            let follow = self.moderation.clone().follow(
+                self.bus.clone(),
+                &group,
+                every,
+                enforce,
+                std::future::pending::<()>(),
+            );
+            tokio::select! {
+                _ = &mut shutdown => return,
+                r = follow => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "moderation topic unavailable; following again");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// Closes the connections a moderation event ends.
+    pub(crate) fn enforce(&self, e: Enforcement) {
+        match e {
+            Enforcement::CloseUserInRoom { room_id, user_id } => {
+                for l in self.conns.user_logins(user_id) {
+                    if l.room == Some(room_id) {
+                        l.conn.kick(Kick::Banned);
+                    }
+                }
+            }
+            Enforcement::CloseUser { user_id } => {
+                for l in self.conns.user_logins(user_id) {
+                    l.conn.kick(Kick::Suspended);
+                }
+            }
+            Enforcement::RoomClosed { .. } | Enforcement::Nothing => {}
+        }
     }
 
     /// Reads the control topic (its own tail group) until `shutdown`; closes the connections

@@ -64,6 +64,19 @@ pub mod err {
     pub const WRONG_ROOM: &str = "wrong_room";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const BAD_DEVICE_ID: &str = "bad_device_id";
+    /// Moderation (design §3.2): the sender is banned from the room, muted (with `untilMs`), in
+    /// slow mode (with `retryAfterMs`), or used a blocked word; `suspended`: the account is
+    /// suspended platform-wide.
+    pub const BANNED: &str = "banned";
+    pub const MUTED: &str = "muted";
+    pub const SLOW_MODE: &str = "slow_mode";
+    pub const BLOCKED_WORD: &str = "blocked_word";
+    pub const SUSPENDED: &str = "suspended";
+    /// Danmaku style refused: a colour that is not `#rrggbb`, a colour outside the palette for
+    /// an account without the `vip` tag, or an unknown mode.
+    pub const BAD_COLOR: &str = "bad_color";
+    pub const VIP_COLOR: &str = "vip_color";
+    pub const BAD_MODE: &str = "bad_mode";
     /// The message could not be handed to the bus in time (it is not delivered); retry later.
     pub const UNAVAILABLE: &str = "unavailable";
     pub const INTERNAL: &str = "internal";
@@ -336,6 +349,12 @@ pub struct ImMsgBody {
     /// ACK: several message ids at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msg_ids: Option<Vec<String>>,
+    /// Error `muted`: until when (epoch ms; 0 = until the room closes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
+    /// Error `slow_mode` or `rate_limited`: when the sender may speak again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Where a client's copy of a room's stream ends (the login's `recover`).
@@ -358,6 +377,9 @@ impl ImMsgBody {
 pub struct ChatData {
     pub room_id: Option<i64>,
     pub content: String,
+    /// The danmaku style fields as sent (validated by the gateway): `color`, `mode`.
+    pub color: Option<serde_json::Value>,
+    pub mode: Option<serde_json::Value>,
 }
 
 /// Parses a chat `data` string; `None` when it is not a JSON object with a string `content`.
@@ -366,7 +388,13 @@ pub fn parse_chat_data(data: &str) -> Option<ChatData> {
     let obj = v.as_object()?;
     let content = obj.get("content")?.as_str()?.to_owned();
     let room_id = obj.get("roomId").and_then(lenient::value_i64);
-    Some(ChatData { room_id, content })
+    let field = |k: &str| obj.get(k).filter(|v| !v.is_null()).cloned();
+    Some(ChatData {
+        room_id,
+        content,
+        color: field("color"),
+        mode: field("mode"),
+    })
 }
 
 /// Largest delivered chat frame in bytes (the WebSocket form, the larger of the two): what one
@@ -378,12 +406,22 @@ pub const MAX_MSG_ID_LEN: usize = 32;
 
 /// The `data` a chat message is delivered with, rebuilt from validated fields only (design §4:
 /// nothing a client sends reaches others unless it is a known field that passed validation).
-pub fn chat_data_json(room_id: i64, content: &str, sender_name: Option<&str>) -> String {
+/// `style`: the validated danmaku colour and mode, left out when they are the defaults.
+pub fn chat_data_json(
+    room_id: i64,
+    content: &str,
+    sender_name: Option<&str>,
+    style: Option<(&str, &str)>,
+) -> String {
     let mut m = serde_json::Map::new();
     m.insert("roomId".into(), room_id.into());
     m.insert("content".into(), content.into());
     if let Some(n) = sender_name {
         m.insert("senderName".into(), n.into());
+    }
+    if let Some((color, mode)) = style {
+        m.insert("color".into(), color.into());
+        m.insert("mode".into(), mode.into());
     }
     serde_json::Value::Object(m).to_string()
 }
@@ -671,7 +709,7 @@ mod tests {
 
     #[test]
     fn chat_data_is_rebuilt_from_known_fields() {
-        let d = chat_data_json(3, "hi \"there\"", Some("ann"));
+        let d = chat_data_json(3, "hi \"there\"", Some("ann"), None);
         let v: serde_json::Value = serde_json::from_str(&d).unwrap();
         assert_eq!(
             v,
@@ -680,13 +718,18 @@ mod tests {
         // The worst case for the frame size: every character escaped at each of the three
         // nesting levels (data in body in envelope).
         let quotes = "\"".repeat(MAX_CONTENT_CHARS);
-        let n = delivered_chat_frame_len(&chat_data_json(1, &quotes, Some(&"\\".repeat(64))));
+        let n = delivered_chat_frame_len(&chat_data_json(1, &quotes, Some(&"\\".repeat(64)), None));
         assert!(
             n > MAX_CHAT_FRAME,
             "{n}: a message of quotes must be refused by size"
         );
         let plain = "字".repeat(MAX_CONTENT_CHARS);
-        let n = delivered_chat_frame_len(&chat_data_json(1, &plain, Some(&"名".repeat(64))));
+        let n = delivered_chat_frame_len(&chat_data_json(
+            1,
+            &plain,
+            Some(&"名".repeat(64)),
+            Some(("#ffffff", "bottom")),
+        ));
         assert!(n <= MAX_CHAT_FRAME, "{n}: 200 CJK characters fit");
     }
 

@@ -13,46 +13,88 @@ use std::time::Duration;
 /// Lifetime of an IM token.
 pub const IM_TOKEN_TTL: Duration = Duration::from_secs(300);
 
+/// What an IM token says about its holder: the gateway trusts these, not the client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenClaims {
+    pub user_id: i64,
+    /// The account's display name, stamped on the user's chat messages (`senderName`).
+    pub name: String,
+    /// The account has the `vip` tag (danmaku colours outside the palette).
+    pub vip: bool,
+}
+
 /// Issues a random URL-safe IM token for `user_id`, valid for [`IM_TOKEN_TTL`].
 pub async fn issue_im_token(cache: &dyn Cache, user_id: i64) -> anyhow::Result<String> {
     issue_named_im_token(cache, user_id, "").await
 }
 
-/// Like [`issue_im_token`], also carrying the user's display name, which the gateway stamps on
-/// the user's chat messages (`senderName`). Stored as `<userId>` or `<userId> <name>`.
+/// Like [`issue_im_token`], also carrying the user's display name.
 pub async fn issue_named_im_token(
     cache: &dyn Cache,
     user_id: i64,
     name: &str,
 ) -> anyhow::Result<String> {
+    issue_token(
+        cache,
+        &TokenClaims {
+            user_id,
+            name: name.to_string(),
+            vip: false,
+        },
+    )
+    .await
+}
+
+/// Issues a token carrying `claims`. Stored as `<userId>[,vip][ <name>]`.
+pub async fn issue_token(cache: &dyn Cache, claims: &TokenClaims) -> anyhow::Result<String> {
     let token = livehouse_core::ids::random_hex(16);
-    let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-    let value = if name.is_empty() {
-        user_id.to_string()
-    } else {
-        format!("{user_id} {name}")
-    };
+    let name: String = claims
+        .name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let mut value = claims.user_id.to_string();
+    if claims.vip {
+        value.push_str(",vip");
+    }
+    if !name.is_empty() {
+        value.push(' ');
+        value.push_str(&name);
+    }
     cache
         .set(&keys::im_token(&token), &value, Some(IM_TOKEN_TTL))
         .await?;
     Ok(token)
 }
 
-/// The user (and display name, possibly empty) a token was issued to, if it is still valid.
-pub async fn token_login(cache: &dyn Cache, token: &str) -> anyhow::Result<Option<(i64, String)>> {
+/// What a still-valid token says.
+pub async fn token_claims(cache: &dyn Cache, token: &str) -> anyhow::Result<Option<TokenClaims>> {
     if token.is_empty() || token.len() > 128 {
         return Ok(None);
     }
     let Some(v) = cache.get(&keys::im_token(token)).await? else {
         return Ok(None);
     };
-    let (id, name) = v.trim().split_once(' ').unwrap_or((v.trim(), ""));
-    Ok(id.parse().ok().map(|id| (id, name.to_string())))
+    let (head, name) = v.trim().split_once(' ').unwrap_or((v.trim(), ""));
+    let (id, flags) = head.split_once(',').unwrap_or((head, ""));
+    Ok(id.parse().ok().map(|user_id| TokenClaims {
+        user_id,
+        name: name.to_string(),
+        vip: flags.split(',').any(|f| f == "vip"),
+    }))
+}
+
+/// The user (and display name, possibly empty) a token was issued to, if it is still valid.
+pub async fn token_login(cache: &dyn Cache, token: &str) -> anyhow::Result<Option<(i64, String)>> {
+    Ok(token_claims(cache, token)
+        .await?
+        .map(|c| (c.user_id, c.name)))
 }
 
 /// The user a token was issued to, if it is still valid.
 pub async fn token_user(cache: &dyn Cache, token: &str) -> anyhow::Result<Option<i64>> {
-    Ok(token_login(cache, token).await?.map(|(id, _)| id))
+    Ok(token_claims(cache, token).await?.map(|c| c.user_id))
 }
 
 /// The choice of a gateway for each new client: the power of two choices over the live gateways

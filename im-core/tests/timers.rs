@@ -52,6 +52,7 @@ fn setup_with(tweak: impl FnOnce(&mut ImConfig)) -> T {
             bus: Arc::new(MemoryBus::new()),
             presence: Arc::new(MemoryPresence::default()),
             log: log.clone(),
+            moderation: livehouse_moderation::RuleBook::new(cache.clone(), Default::default()),
         },
     );
     T { gw, cache, log }

@@ -280,13 +280,16 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
 
     let mut gateway = None;
     if has(Role::ImCore) {
-        // The deployment-wide blocked words: read (and checked) at start. The gateway's
-        // RuleBook (livehouse_moderation::RuleBook::new(cache, words)) takes them once the
-        // gateway enforces moderation.
-        if let Some(path) = &cfg.blocked_words {
-            let words = livehouse_moderation::WordFilter::from_file(path)?;
-            tracing::info!(words = words.len(), file = %path.display(), "deployment-wide blocked words");
-        }
+        // The deployment-wide blocked words: read (and checked) at start.
+        let words = match &cfg.blocked_words {
+            Some(path) => {
+                let words = livehouse_moderation::WordFilter::from_file(path)?;
+                tracing::info!(words = words.len(), file = %path.display(), "deployment-wide blocked words");
+                words
+            }
+            None => livehouse_moderation::WordFilter::default(),
+        };
+        let rules = livehouse_moderation::RuleBook::new(backends.cache.clone(), words);
         let im_listener = bind(cfg.im_tcp_addr, "IM TCP").await?;
         let shown = |addr: std::net::SocketAddr| match &cfg.public_host {
             Some(h) => format!("{h}:{}", addr.port()),
@@ -326,6 +329,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
                 bus: backends.bus.clone(),
                 presence: backends.presence.clone(),
                 log: backends.chatlog.clone(),
+                moderation: rules,
             },
         );
         http = http.merge(gw.router());
@@ -336,6 +340,13 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         });
         tasks.spawn(gw.clone().run_control(shutdown.wait()));
+        // Events bring rule changes at once; the refresh is the safety net for a lost one, so
+        // a rule holds on every gateway within a second either way.
+        let (g, stop) = (gw.clone(), shutdown.wait());
+        tasks.spawn(async move {
+            g.run_moderation(Duration::from_secs(1), stop).await;
+            Ok(())
+        });
         let (g, stop) = (gw.clone(), shutdown.wait());
         tasks.spawn(async move {
             export_gateway_metrics(g, stop).await;

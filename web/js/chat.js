@@ -232,8 +232,23 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
       const text = noticeText(data);
       if (text) addLine(h('div', { className: 'chat-line system mod-notice', dataset: { testid: 'chat-notice', kind: String(data.kind || '') }, text }));
     },
-    onError(slug) {
+    onError(slug, code, body = {}) {
       note.textContent = ERRORS[slug] || `Chat error: ${slug}`;
+      // For how long (design §3.2): muted until a time, or slow mode / rate for a while.
+      if (slug === 'muted') {
+        const until = Number(body.untilMs);
+        note.textContent = until > 0
+          ? `You are muted in this room until ${new Date(until).toLocaleTimeString()}.`
+          : 'You are muted in this room until the stream ends.';
+      } else if ((slug === 'slow_mode' || slug === 'rate_limited') && Number(body.retryAfterMs) > 0) {
+        const s = Math.ceil(Number(body.retryAfterMs) / 1000);
+        note.textContent = `${ERRORS[slug]} You can send again in ${s} s.`;
+      }
+      note.dataset.error = slug;
+      if (slug === 'banned' || slug === 'suspended') {
+        disabledReason = ERRORS[slug];
+        refreshForm();
+      }
       // The error answers our oldest unanswered message (if one was just sent).
       const first = pending[0];
       if (first && Date.now() - first.at < 10000) {

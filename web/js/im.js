@@ -350,6 +350,24 @@ export class ImClient {
   }
 
   onErrorFrame(ws, code, slug, body = {}) {
+    if (slug === 'banned' || slug === 'suspended') {
+      if (code === CODE.BIZ) {
+        this.onError(slug, code, body);
+        return;
+      }
+      // Kept out of this room's chat (or of every chat): reconnecting would be refused again.
+      this.stopped = true;
+      this.clearTimers();
+      if (this.ws === ws) this.ws = null;
+      try {
+        ws.close(1000, slug);
+      } catch {
+        /* closing anyway */
+      }
+      this.setStatus('error', slug === 'banned' ? 'banned from this room' : 'account suspended');
+      this.onError(slug, code, body);
+      return;
+    }
     if (code === CODE.LOGIN) {
       // Bad or expired token: fetch a new one and try again (with backoff).
       this.drop(ws, `login refused: ${slug}`);

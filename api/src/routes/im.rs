@@ -48,11 +48,15 @@ async fn get_im_config(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::Unavailable("no IM gateway is running".into()))?;
-    let name = crate::accounts::get(&state.db, user_id)
+    let user = crate::accounts::get(&state.db, user_id)
         .await?
-        .map(|u| u.nick_name)
         .ok_or_else(|| ApiError::Unauthorized("this account no longer exists".into()))?;
-    let token = registry::issue_named_im_token(state.cache.as_ref(), user_id, &name)
+    let claims = registry::TokenClaims {
+        user_id,
+        vip: user.is_vip(),
+        name: user.nick_name,
+    };
+    let token = registry::issue_token(state.cache.as_ref(), &claims)
         .await
         .map_err(ApiError::internal)?;
     let public = state.config.public_host.as_deref();

@@ -4,8 +4,13 @@
 //! its other devices get it like every viewer.
 //!
 //! What reaches the room is rebuilt from validated fields only (design §4): the room, the
-//! content and the account's name. A message whose delivered frame would exceed
+//! content, the account's name and the danmaku style (colour and mode, checked against the
+//! palette and the account's `vip` tag). A message whose delivered frame would exceed
 //! [`protocol::MAX_CHAT_FRAME`] is refused.
+//!
+//! Moderation (design §3.2) is checked on the gateway's local copy of the room's rules, with no
+//! round trip: a banned, muted or word-blocked message is refused with its slug (`muted` with
+//! `untilMs`) and never reaches the bus.
 
 use super::{ConnState, Flow};
 use crate::protocol::{self, code, err, Frame, ImMsgBody, BIZ_CHAT, MAX_CONTENT_CHARS};
@@ -14,12 +19,15 @@ use bytes::Bytes;
 use livehouse_core::bus::TOPIC_CHAT;
 use livehouse_core::events::ChatEvent;
 use livehouse_core::time::now_ms;
+use livehouse_moderation::Refusal;
 
 /// A chat message that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ValidChat {
     pub room: i64,
     pub content: String,
+    pub color: Option<serde_json::Value>,
+    pub mode: Option<serde_json::Value>,
 }
 
 /// Checks a chat body against the rules of design §3 for a login in `login_room`; the error
@@ -47,6 +55,8 @@ pub(crate) fn validate(
     Ok(ValidChat {
         room,
         content: cd.content,
+        color: cd.color,
+        mode: cd.mode,
     })
 }
 
@@ -62,12 +72,41 @@ pub(crate) fn run(st: &mut ConnState, f: &Frame) -> Flow {
             return Flow::Continue;
         }
     };
-    let data = protocol::chat_data_json(chat.room, &chat.content, login.name.as_deref());
+    let style = match livehouse_moderation::style::validate(
+        chat.color.as_ref(),
+        chat.mode.as_ref(),
+        login.vip,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            st.error(code::BIZ, e.slug());
+            return Flow::Continue;
+        }
+    };
+    let gw = st.gw.clone();
+    let verdict = gw
+        .moderation
+        .check(chat.room, login.user, &chat.content, now_ms());
+    if let Some(refusal) = verdict.refusal {
+        let mut b = st.body("false");
+        b.error = Some(refusal.slug().to_string());
+        if let Refusal::Muted { until_ms } = refusal {
+            b.until_ms = Some(until_ms);
+        }
+        st.reply(code::BIZ, b);
+        return Flow::Continue;
+    }
+    let default_style = style == livehouse_moderation::style::Style::default();
+    let data = protocol::chat_data_json(
+        chat.room,
+        &chat.content,
+        login.name.as_deref(),
+        (!default_style).then(|| (style.color.as_str(), style.mode.as_str())),
+    );
     if protocol::delivered_chat_frame_len(&data) > protocol::MAX_CHAT_FRAME {
         st.error(code::BIZ, err::CONTENT_TOO_LONG);
         return Flow::Continue;
     }
-    let gw = st.gw.clone();
     let rate = gw.cfg.chat_rate_per_sec.max(1) as f64;
     if !gw.conns.try_chat(login.user, gw.now(), rate) {
         st.error(code::BIZ, err::RATE_LIMITED);
@@ -124,7 +163,9 @@ mod tests {
             ok(Some(3), r#"{"roomId":3,"content":"hi"}"#),
             Ok(ValidChat {
                 room: 3,
-                content: "hi".into()
+                content: "hi".into(),
+                color: None,
+                mode: None,
             })
         );
         assert_eq!(ok(Some(3), r#"{"content":"hi"}"#).unwrap().room, 3);

@@ -14,6 +14,7 @@ use crate::ws;
 use livehouse_core::bus::{TOPIC_CONTROL, TOPIC_ONLINE};
 use livehouse_core::events::{ControlEvent, PresenceEvent};
 use livehouse_core::time::now_ms;
+use livehouse_moderation::Admission;
 use std::sync::Arc;
 
 /// Login parameters, from a 1001 frame or the WebSocket URL form.
@@ -91,20 +92,35 @@ pub(crate) async fn login(st: &mut ConnState, req: LoginReq) -> Flow {
         return fail(st, err::BAD_DEVICE_ID);
     }
     let gw = st.gw.clone();
-    let name = match crate::registry::token_login(&*gw.cache, &req.token).await {
-        Ok(Some((u, name))) if u == user => (!name.is_empty()).then(|| Arc::from(name)),
+    let claims = match crate::registry::token_claims(&*gw.cache, &req.token).await {
+        Ok(Some(c)) if c.user_id == user => c,
         Ok(_) => return fail(st, err::BAD_TOKEN),
         Err(e) => {
             tracing::warn!(error = %e, "im token lookup failed");
             return fail(st, err::INTERNAL);
         }
     };
+    // Moderation (design §3.2): a banned user never gets into the room's chat; a suspended
+    // account into none. The rules of a room are loaded on its first login here.
+    let admission = match req.room_id {
+        Some(room) => gw.moderation.admit(room, user).await,
+        None if gw.moderation.is_suspended(user) => Ok(Admission::Suspended),
+        None => Ok(Admission::Allowed),
+    };
+    match admission {
+        Ok(Admission::Allowed) => {}
+        Ok(Admission::Banned) => return fail(st, err::BANNED),
+        Ok(Admission::Suspended) => return fail(st, err::SUSPENDED),
+        // The cache is down: the rules this gateway holds were checked; let the login in.
+        Err(e) => tracing::warn!(error = %e, user, "moderation rules unavailable at login"),
+    }
     let me = LoggedIn {
         user,
         room: req.room_id,
         device: Arc::from(device),
-        name,
+        name: (!claims.name.is_empty()).then(|| Arc::from(claims.name)),
         at_ms: now_ms(),
+        vip: claims.vip,
     };
     // This gateway's own older login of the same slot goes at once (works without the cache).
     let rate = gw.cfg.chat_rate_per_sec.max(1) as f64;

@@ -45,6 +45,8 @@ pub(crate) struct LoggedIn {
     pub name: Option<Arc<str>>,
     /// Epoch ms of the login.
     pub at_ms: i64,
+    /// The account has the `vip` tag (danmaku colours outside the palette).
+    pub vip: bool,
 }
 
 impl LoggedIn {

@@ -97,6 +97,7 @@ pub async fn gateway(b: Backends, tweak: impl FnOnce(&mut ImConfig)) -> Env {
             bus: b.bus.clone(),
             presence: b.presence.clone(),
             log: b.log.clone(),
+            moderation: livehouse_moderation::RuleBook::new(b.cache.clone(), Default::default()),
         },
     );
     let (stop, rx) = tokio::sync::watch::channel(false);
@@ -106,6 +107,10 @@ pub async fn gateway(b: Backends, tweak: impl FnOnce(&mut ImConfig)) -> Env {
     tokio::spawn(gw.clone().serve_tcp(tcp_l, stopped(rx.clone())));
     tokio::spawn(gw.clone().run_registration(stopped(rx.clone())));
     tokio::spawn(gw.clone().run_control(stopped(rx.clone())));
+    tokio::spawn(
+        gw.clone()
+            .run_moderation(Duration::from_millis(200), stopped(rx.clone())),
+    );
     let app = gw.router();
     tokio::spawn(async move {
         axum::serve(http_l, app)
