@@ -5,14 +5,21 @@
 //! - `flv`: the FLV byte layout; one serialized tag is shared by every viewer.
 //! - `hub`: rooms being published, their header/GOP cache and the non-blocking fan-out.
 //! - `rtmp`: one task per RTMP connection (publish or play), on `rml_rtmp`.
-//! - `http`: `GET /live/{roomId}.flv`.
+//! - `codec`: H.264 / AAC configuration records (picture size, profile, sample rate).
+//! - `fmp4`: fragmented MP4 boxes (init segment, `moof` + `mdat`) with the `mp4` crate.
+//! - `hls`: HLS / LL-HLS segmenter, in-memory window, playlists and blocking reloads.
+//! - `http`: `GET /live/{roomId}.flv`, `GET /live/{roomId}.m3u8` and its media.
 //! - `nginx`: `POST /media/on_publish|on_update|on_publish_done` for nginx-rtmp.
 //!
 //! This crate decides nothing about rooms itself: every "may this key publish", "is this room
 //! still live" and "mark the room streaming" goes through [`StreamAuth`], which the lead wires
 //! to the `living` service. It must not talk to the database or cache directly.
 
+mod codec;
 mod flv;
+mod fmp4;
+mod health;
+mod hls;
 mod http;
 mod hub;
 mod nginx;
@@ -21,6 +28,8 @@ mod rtmp;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use health::{HealthReport, Viewers};
+pub use hls::HlsConfig;
 pub use hub::HubConfig;
 
 /// The only RTMP application name served.
@@ -66,7 +75,8 @@ impl MediaServer {
         rtmp::serve(self, listener, shutdown).await
     }
 
-    /// axum Router serving `GET /live/{roomId}.flv` (to merge into the HTTP server).
+    /// axum Router serving `GET /live/{roomId}.flv`, `GET /live/{roomId}.m3u8` and the HLS media
+    /// (to merge into the HTTP server).
     pub fn http_router(self: &Arc<Self>) -> axum::Router {
         http::router(self.clone())
     }
@@ -79,6 +89,19 @@ impl MediaServer {
     /// Viewers (HTTP-FLV and RTMP) attached to the room.
     pub fn viewer_count(&self, room_id: i64) -> usize {
         self.hub.viewer_count(room_id)
+    }
+
+    /// Stream health of the room's current publish session (`None` when nobody publishes).
+    /// `max_bitrate_kbps` (0 = no limit) turns a higher bitrate into a warning.
+    pub fn stream_health(&self, room_id: i64, max_bitrate_kbps: u32) -> Option<HealthReport> {
+        self.hub
+            .channel(room_id)
+            .map(|c| c.health_report(max_bitrate_kbps))
+    }
+
+    /// Rooms being published now.
+    pub fn live_rooms(&self) -> Vec<i64> {
+        self.hub.live_rooms()
     }
 
     /// Fan-out counters: (viewers that had to skip to a keyframe, viewers disconnected as stuck).

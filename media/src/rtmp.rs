@@ -436,7 +436,7 @@ impl Conn {
         let name = stream_key.split('?').next().unwrap_or_default();
         let sub = match name.parse::<i64>() {
             Ok(room) if app_of(app_name) == APP_NAME && self.publishing.is_none() => {
-                self.server.hub.subscribe(room)
+                self.server.hub.subscribe(room, crate::hub::Protocol::Rtmp)
             }
             _ => None,
         };
