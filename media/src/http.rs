@@ -36,7 +36,59 @@ pub(crate) fn router(server: Arc<MediaServer>) -> Router {
             "/live/{room}/{sid}/{file}",
             get(hls_media).options(preflight),
         )
+        .route(
+            "/records/{file}",
+            get(record_file).head(record_file).options(preflight),
+        )
         .with_state(server)
+}
+
+/// `GET /records/{recordId}.flv`: a finished record, with byte ranges (tower-http's `ServeFile`
+/// answers `Range` with 206, and a range beyond the end with 416).
+async fn record_file(
+    State(server): State<Arc<MediaServer>>,
+    Path(file): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let Some(dir) = server.record_dir() else {
+        return plain(StatusCode::NOT_FOUND, "recording is off");
+    };
+    let Some((room, "flv")) = room_file(&file) else {
+        return plain(StatusCode::NOT_FOUND, "no such record");
+    };
+    if !crate::record::is_finished(dir, room) {
+        return plain(StatusCode::NOT_FOUND, "no such record");
+    }
+    let svc = tower_http::services::ServeFile::new(crate::record::path_of(dir, room));
+    match tower::ServiceExt::oneshot(svc, request).await {
+        Ok(r) => {
+            let mut r = r.map(Body::new);
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("video/x-flv"),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            with_cors(r)
+        }
+        Err(e) => match e {},
+    }
+}
+
+/// `GET /live/{roomId}.jpg`: the live thumbnail (404 when off or not available yet).
+async fn thumbnail(server: &Arc<MediaServer>, room: i64) -> Response {
+    let hub = server.hub.clone();
+    match server
+        .thumbs
+        .get(room, move || hub.keyframe_flv(room))
+        .await
+    {
+        Some(jpeg) => media_response(jpeg, "image/jpeg", "public, max-age=10"),
+        None => plain(StatusCode::NOT_FOUND, "no thumbnail"),
+    }
 }
 
 /// `{roomId}.{ext}` → (room id, extension), for positive ids only.
@@ -58,6 +110,7 @@ async fn live_file(
 ) -> Response {
     match room_file(&file) {
         Some((room, "flv")) => play(&server, room),
+        Some((room, "jpg")) => thumbnail(&server, room).await,
         Some((room, "m3u8")) => {
             let client = client_key(&request);
             playlist(&server, room, query.as_deref(), client).await
@@ -238,7 +291,7 @@ async fn preflight() -> Response {
     let h = response.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, OPTIONS"),
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::flv::{self, Tag, TagKind};
 use crate::health::{self, Health, HealthReport, Viewers};
 use crate::hls::{Hls, HlsConfig};
+use crate::record::Recorder;
 
 /// Tuning of the fan-out; the defaults suit ~1-5 Mbit/s streams.
 #[derive(Clone, Debug)]
@@ -139,6 +140,7 @@ impl Hub {
         Ok(Publisher {
             hub: self.clone(),
             channel,
+            recorder: None,
         })
     }
 
@@ -174,6 +176,20 @@ impl Hub {
     /// The room's channel while someone publishes in it.
     pub(crate) fn channel(&self, room_id: i64) -> Option<Arc<Channel>> {
         self.rooms.lock().get(&room_id).cloned()
+    }
+
+    /// A small FLV of the room's latest keyframe (file header, AVC sequence header, keyframe),
+    /// for a thumbnail decoder; `None` before the first keyframe.
+    pub fn keyframe_flv(&self, room_id: i64) -> Option<Bytes> {
+        let channel = self.channel(room_id)?;
+        let st = channel.state.lock();
+        let header = st.avc_header.as_ref()?;
+        let key = st.gop.first().filter(|t| t.keyframe)?;
+        Some(concat([
+            Bytes::from_static(&flv::FILE_HEADER),
+            header.restamped(0).flv,
+            key.restamped(0).flv,
+        ]))
     }
 
     /// Rooms with a publisher now.
@@ -293,11 +309,18 @@ pub struct Subscription {
 pub struct Publisher {
     hub: Arc<Hub>,
     channel: Arc<Channel>,
+    /// The session's recording, when the room is recorded.
+    recorder: Option<Recorder>,
 }
 
 impl Publisher {
     pub fn room_id(&self) -> i64 {
         self.channel.room_id
+    }
+
+    /// Records every later tag of this session.
+    pub fn attach_recorder(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
     }
 
     pub fn set_metadata(&self, metadata: StreamMetadata) {
@@ -388,6 +411,9 @@ impl Publisher {
         // HLS and health are built after the FLV fan-out, each under its own lock.
         self.channel.hls.push(&tag);
         self.channel.health.on_tag(&tag);
+        if let Some(r) = &self.recorder {
+            r.push(&tag);
+        }
     }
 }
 

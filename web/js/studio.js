@@ -271,7 +271,7 @@ async function consoleView(roomId) {
     if (live) {
       overlay.hidden = true;
       if (!player && playbackSupported()) {
-        player = new LivePlayer(video, x.flvUrl || `/live/${x.roomId}.flv`, {
+        player = new LivePlayer(video, { flv: x.flvUrl || `/live/${x.roomId}.flv`, hls: x.hlsUrl || `/live/${x.roomId}.m3u8` }, {
           canRetry: async () => {
             const y = await api.anchorConfig(x.roomId);
             return Number(y.roomId) > 0 && Boolean(y.streaming);
