@@ -70,7 +70,6 @@ pub struct MediaOptions {
     pub max_bitrate_kbps: u32,
 }
 
-
 /// The built-in media server: an `Arc`-shared hub of streams with its RTMP and HTTP front ends.
 pub struct MediaServer {
     auth: Arc<dyn StreamAuth>,
