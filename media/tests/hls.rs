@@ -1,6 +1,7 @@
 //! HLS / LL-HLS of the built-in media server with Debian's ffmpeg pushing H.264 + AAC (1 s GOP):
 //! ffprobe reads the playlist, the playlist carries the LL-HLS tags, parts and segments have the
-//! announced sizes, blocking reloads wait for the asked part and bad positions get a clean 400.
+//! announced sizes, blocking reloads wait for the asked part and bad positions get a clean 400;
+//! a stream without video or with other codecs is flagged in health and answered cleanly.
 
 mod common;
 
@@ -224,4 +225,95 @@ async fn blocking_reloads_wait_for_the_part_and_bad_positions_are_answered_at_on
         let (status, _, _) = get(&format!("{base}{path}")).await;
         assert_eq!(status, 404, "{path}");
     }
+}
+
+/// ffmpeg pushing with the given codec arguments (real time, for up to 60 s).
+fn push_with(url: &str, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-t",
+            "60",
+        ])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(args)
+        .args(["-f", "flv", url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ffmpeg")
+}
+
+#[tokio::test]
+async fn streams_without_video_or_with_other_codecs_are_flagged_in_health_and_answered_cleanly() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let auth = TestAuth::with_room(KEY, ROOM);
+    let server = TestServer::start(auth).await;
+    let base = format!("http://{}", server.http);
+    let codes = |server: &TestServer| -> Vec<String> {
+        server
+            .media
+            .stream_health(ROOM, 0)
+            .map(|r| r.warnings.iter().map(|w| w.code.to_string()).collect())
+            .unwrap_or_default()
+    };
+
+    // Sorenson H.263 video and MP3 audio: FLV viewers still get it; HLS has nothing to offer.
+    let mut other = push_with(
+        &server.push_url(KEY),
+        &["-c:v", "flv1", "-c:a", "libmp3lame", "-b:a", "64k"],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let c = codes(&server);
+            c.contains(&"video_codec".to_string()) && c.contains(&"audio_codec".to_string())
+        })
+        .await,
+        "health flags both codecs: {:?}",
+        codes(&server)
+    );
+    let report = server.media.stream_health(ROOM, 0).expect("live");
+    assert_eq!(
+        report.video.as_ref().map(|v| v.codec.as_str()),
+        Some("Sorenson H.263")
+    );
+    assert_eq!(report.audio.as_ref().map(|a| a.codec.as_str()), Some("MP3"));
+    let (status, _, _) = get(&format!("{base}/live/{ROOM}.m3u8")).await;
+    assert_eq!(status, 404, "no H.264: no HLS, and a clean answer");
+    let mut viewer = FlvClient::connect(server.http, &format!("/live/{ROOM}.flv"))
+        .await
+        .expect("FLV still plays");
+    for _ in 0..10 {
+        assert!(viewer.next_tag().await.expect("tag").is_some());
+    }
+    other.kill().await.expect("stop");
+    assert!(
+        eventually(Duration::from_secs(10), || !server
+            .media
+            .is_publishing(ROOM))
+        .await
+    );
+
+    // Audio only: flagged as "no video" once the stream has run 5 s; HLS answers 404.
+    let _audio = push_with(&server.push_url(KEY), &["-vn", "-c:a", "aac"]);
+    assert!(
+        eventually(Duration::from_secs(20), || codes(&server)
+            .contains(&"no_video".to_string()))
+        .await,
+        "health flags the missing video: {:?}",
+        codes(&server)
+    );
+    assert!(server.media.stream_health(ROOM, 0).unwrap().video.is_none());
+    let (status, _, _) = get(&format!("{base}/live/{ROOM}.m3u8")).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = get(&format!("{base}/live/{ROOM}.jpg")).await;
+    assert_eq!(status, 404, "no keyframe, no thumbnail");
 }

@@ -38,12 +38,15 @@ async function start() {
     return;
   }
   const mpegts = window.mpegts;
-  if (!mpegts || !mpegts.getFeatureList().mseFlvPlayback) {
+  if (!mpegts || !mpegts.getFeatureList().msePlayback) {
     status.textContent = 'This browser cannot play the replay (it needs Media Source Extensions).';
     return;
   }
   mpegts.LoggingControl.enableAll = false;
-  const player = mpegts.createPlayer({ type: 'flv', url, isLive: false }, { seekType: 'range', enableWorker: false, lazyLoad: false });
+  // Load a few seconds ahead only (a record may be hours long): a seek past them asks for the
+  // byte range of the nearest keyframe (mpegts.js reads the index from onMetaData).
+  const player = mpegts.createPlayer({ type: 'flv', url, isLive: false },
+    { seekType: 'range', enableWorker: false, lazyLoad: true, lazyLoadMaxDuration: 4, lazyLoadRecoverDuration: 2 });
   player.on(mpegts.Events.ERROR, (type, detail) => {
     status.textContent = `The replay stopped: ${type} ${detail}`;
   });
