@@ -391,6 +391,10 @@ async fn the_openapi_document_lists_every_route() {
         "/im/getImConfig",
         "/im/online",
         "/live/{roomId}.flv",
+        "/live/{roomId}.m3u8",
+        "/live/{roomId}.jpg",
+        "/records/{recordId}.flv",
+        "/living/streamHealth",
         "/ws",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not documented");

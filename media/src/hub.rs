@@ -515,6 +515,10 @@ mod tests {
         }
         assert_eq!(fast_got, 10);
         assert_eq!(hub.stats.skips.load(Ordering::Relaxed), 1);
+        // Tags 4..9 did not reach the slow viewer: six video frames dropped for it.
+        let channel = hub.channel(1).expect("live");
+        assert_eq!(channel.dropped_frames.load(Ordering::Relaxed), 6);
+        assert_eq!(channel.viewers().flv, 2);
         // The slow one holds the first 4 tags; the rest is skipped until a keyframe.
         let mut ts = vec![];
         while let Ok(t) = slow.rx.try_recv() {

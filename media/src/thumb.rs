@@ -50,8 +50,12 @@ fn find_ffmpeg() -> Option<PathBuf> {
 
 impl Thumbnails {
     pub fn new() -> Thumbnails {
-        let ffmpeg = find_ffmpeg();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with(find_ffmpeg(), cores)
+    }
+
+    /// With a given decoder and number of decode slots.
+    fn with(ffmpeg: Option<PathBuf>, cores: usize) -> Thumbnails {
         match &ffmpeg {
             Some(p) => tracing::info!(
                 ffmpeg = %p.display(),
@@ -221,4 +225,67 @@ async fn decode(ffmpeg: &PathBuf, input: Bytes) -> anyhow::Result<Bytes> {
         "ffmpeg gave no JPEG"
     );
     Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in decoder for the scheduling logic: counts runs, notes any overlap, answers a
+    /// 4-byte "JPEG". (The real ffmpeg is exercised by tests/tests/video.rs.)
+    fn fake_ffmpeg(dir: &std::path::Path) -> PathBuf {
+        let script = dir.join("ffmpeg");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\nd={d}\necho x >>$d/runs\n\
+                 ls $d/running.* >/dev/null 2>&1 && echo overlap >>$d/overlap\n\
+                 touch $d/running.$$\nsleep 0.2\nrm $d/running.$$\nprintf '\\377\\330\\377\\331'\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[tokio::test]
+    async fn one_decode_per_slot_at_a_time_and_cached_for_twenty_seconds() {
+        let dir = std::env::temp_dir().join(format!("livehouse-thumb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let thumbs = Arc::new(Thumbnails::with(Some(fake_ffmpeg(&dir)), 1));
+        let input = || Some(Bytes::from_static(b"FLV"));
+        let gets = (1..=4).map(|room| {
+            let t = thumbs.clone();
+            async move { t.get(room, input).await }
+        });
+        let got = futures::future::join_all(gets).await;
+        assert!(got
+            .iter()
+            .all(|j| j.as_deref() == Some(&[0xff, 0xd8, 0xff, 0xd9][..])));
+        for room in 1..=4 {
+            assert!(thumbs.get(room, input).await.is_some());
+        }
+        let runs = std::fs::read_to_string(dir.join("runs")).unwrap();
+        assert_eq!(
+            runs.lines().count(),
+            4,
+            "one decode per room, then the cache"
+        );
+        assert!(
+            !dir.join("overlap").exists(),
+            "two decodes ran at once with one slot"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn without_ffmpeg_there_is_no_thumbnail() {
+        let thumbs = Arc::new(Thumbnails::with(None, 2));
+        assert!(thumbs
+            .get(1, || Some(Bytes::from_static(b"FLV")))
+            .await
+            .is_none());
+    }
 }

@@ -158,6 +158,22 @@ async fn push_to_the_handed_out_url_plays_as_http_flv_and_closing_the_room_cuts_
     assert_eq!(h["video"]["codec"], json!("H.264"));
     assert_eq!(h["audio"]["sampleRate"], json!(44100));
     assert!(h["bitrateKbps10s"].as_u64().unwrap() > 0, "{health}");
+    // Per-room gauges of the live room on /metrics (refreshed every 5 s).
+    let series = format!("livehouse_stream_fps{{room=\"{room}\"}}");
+    poll_until("the room's stream gauges", Duration::from_secs(15), || {
+        let (http, url, series) = (http.clone(), lh.url("/metrics"), series.clone());
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .contains(&series)
+        }
+    })
+    .await;
 
     // Closing the room cuts the publisher: ffmpeg exits on its own.
     let closed = lh
