@@ -2,7 +2,7 @@
 //! with a keyframe index in its `onMetaData` so players can seek; crash recovery; retention.
 //!
 //! Layout of `{dir}/{roomId}.flv`: the FLV header, then an `onMetaData` script tag of fixed size
-//! ([`META_BODY`] bytes, padded with a `_pad` string) that holds `duration`, `filesize` and
+//! ([`META_BODY`] bytes, padded with `_pad0`, `_pad1`… strings) that holds `duration`, `filesize` and
 //! `keyframes: {times, filepositions}`, then the tags as the publisher sent them. Because the
 //! slot's size never changes, the index is written in place when a session ends: no copy of the
 //! file. While a session writes, `{roomId}.flv.writing` exists (and the file is not served); a
@@ -189,12 +189,26 @@ fn meta_body(s: &Scan, size: u64) -> Vec<u8> {
         b.put_f64(*p as f64);
     }
     b.put_slice(&[0, 0, 0x09]); // end of keyframes
-                                // Padding to the slot size: a long string, then the end of the array.
-    key(&mut b, "_pad");
-    b.put_u8(0x0c);
-    let pad = META_BODY - b.len() - 4 - 3;
-    b.put_u32(pad as u32);
-    b.put_bytes(b' ', pad);
+                                // Padding to the slot size with plain AMF strings (`_pad0`, `_pad1`, … of at most 64 KiB:
+                                // ffmpeg's reader does not know the long-string type), then the end of the array.
+    let entry = 2 + 5 + 1 + 2; // key length, "_padN", string marker, string length
+    let mut n = 0;
+    loop {
+        let left = META_BODY - 3 - b.len();
+        if left == 0 {
+            break;
+        }
+        let mut len = left.saturating_sub(entry).min(u16::MAX as usize);
+        let after = left - (entry + len).min(left);
+        if after > 0 && after < entry {
+            len -= entry; // leave room for one more whole entry
+        }
+        key(&mut b, &format!("_pad{n}"));
+        b.put_u8(0x02);
+        b.put_u16(len as u16);
+        b.put_bytes(b' ', len);
+        n += 1;
+    }
     b.put_slice(&[0, 0, 0x09]);
     debug_assert_eq!(b.len(), META_BODY);
     b.to_vec()
@@ -485,6 +499,23 @@ mod tests {
         drop(rec);
         rx.recv_timeout(std::time::Duration::from_secs(10))
             .expect("saved")
+    }
+
+    #[test]
+    fn the_metadata_slot_is_exactly_its_size_for_any_index_length() {
+        for n in [0usize, 1, 7, 500, 3_000, 14_000, 40_000] {
+            let s = Scan {
+                keyframes: (0..n)
+                    .map(|i| (i as u32 * 2000, MEDIA_START + i as u64 * 1000))
+                    .collect(),
+                last_ts: n as u32 * 2000,
+                end: MEDIA_START + n as u64 * 1000,
+                ..Scan::default()
+            };
+            let body = meta_body(&s, s.end);
+            assert_eq!(body.len(), META_BODY, "{n} keyframes");
+            assert_eq!(&body[body.len() - 3..], &[0, 0, 9]);
+        }
     }
 
     #[test]
