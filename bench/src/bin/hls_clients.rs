@@ -4,6 +4,9 @@
 //! the GET of that part. Each client has its own HTTP/1.1 connection (its own `reqwest`
 //! client), like N browsers.
 //!
+//! A request that fails (a part that left the window: the client fell more than ~6 s behind)
+//! is counted and the client reloads the playlist and goes on, as hls.js does.
+//!
 //! A client *keeps up* when, over the measurement window, no request failed, it fetched every
 //! part that ended (on the server's clock) inside the window minus one second at each edge (the
 //! parts produced there are the union of what all clients saw), and the lag of each part (wall
@@ -127,6 +130,8 @@ struct ClientResult {
     lags: Vec<i64>,
     /// Parts fetched whose server-clock end lies in the window minus 1 s at each edge.
     inner: Vec<(u64, u64)>,
+    /// Requests that failed (the client went on, as hls.js does).
+    failures: Vec<String>,
 }
 
 async fn client(
@@ -162,7 +167,14 @@ async fn client(
                 return Ok(());
             }
             let (m, p) = pl.hint.context("no preload hint")?;
-            let text = get(format!("{playlist_url}?_HLS_msn={m}&_HLS_part={p}")).await?;
+            let text = match get(format!("{playlist_url}?_HLS_msn={m}&_HLS_part={p}")).await {
+                Ok(t) => t,
+                Err(e) => {
+                    // Fell out of the window (as hls.js would): note it, reload, go on.
+                    r.failures.push(format!("{e:#}"));
+                    get(playlist_url.to_string()).await?
+                }
+            };
             r.playlists += 1;
             pl = parse_playlist(std::str::from_utf8(&text)?)?;
             // Fetch every part from the hinted one up to the newest (usually exactly one).
@@ -173,7 +185,13 @@ async fn client(
                 .cloned()
                 .collect();
             for (pos, uri, part_end) in new {
-                let body = get(format!("{base}/{uri}")).await?;
+                let body = match get(format!("{base}/{uri}")).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        r.failures.push(format!("{e:#}"));
+                        continue;
+                    }
+                };
                 let now = unix_ms();
                 r.bytes += body.len() as u64;
                 r.parts += 1;
@@ -191,8 +209,11 @@ async fn client(
     };
     let result: anyhow::Result<()> = run.await;
     match result {
-        Ok(()) => r.ok = r.max_lag <= max_lag,
+        Ok(()) => r.ok = r.max_lag <= max_lag && r.failures.is_empty(),
         Err(e) => r.error = Some(format!("{e:#}")),
+    }
+    if r.error.is_none() {
+        r.error = r.failures.first().cloned().filter(|_| !r.ok);
     }
     r
 }
@@ -232,6 +253,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut lags = Vec::new();
     let mut per_client_parts = Vec::new();
     let mut inner_sets = Vec::new();
+    let mut all_parts = std::collections::BTreeSet::new();
+    let mut failed_requests = 0u64;
     for t in tasks {
         let r = t.await?;
         parts += r.parts;
@@ -240,7 +263,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bytes += r.bytes;
         per_client_parts.push(r.window_parts);
         lags.extend(r.lags);
+        failed_requests += r.failures.len() as u64;
         let set: std::collections::BTreeSet<(u64, u64)> = r.inner.into_iter().collect();
+        // Every client's parts count toward "produced"; only clients without error keep up.
+        all_parts.extend(set.iter().copied());
         if let Some(e) = r.error {
             errors.push(e);
             inner_sets.push(None);
@@ -249,8 +275,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     // The parts produced inside the window: every part any client fetched there.
-    let all: std::collections::BTreeSet<(u64, u64)> =
-        inner_sets.iter().flatten().flatten().copied().collect();
+    let all = all_parts;
     for set in inner_sets.iter().flatten() {
         if !all.is_empty() && *set == all {
             kept_up += 1;
@@ -276,6 +301,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "all_kept_up": kept_up == args.clients as u64,
             "failed": args.clients as u64 - kept_up,
             "errors": errors.iter().take(5).collect::<Vec<_>>(),
+            "failed_requests": failed_requests,
             "parts_produced_in_inner_window": produced,
             "parts_in_window_min": per_client_parts.iter().copied().min().unwrap_or(0),
             "parts_fetched": parts,
