@@ -196,6 +196,13 @@ async fn playlist(
         if let Err(e) = channel.hls.wait_for(want).await {
             return hls_error(e);
         }
+    } else if channel.hls.init().is_some() && channel.hls.playlist() == Err(HlsError::NotReady) {
+        // An H.264 stream that has just started: wait (like a blocking reload, at most 6 s) for
+        // its first segment rather than answer 404, which players and browsers report as errors.
+        let first = Position { msn: 0, part: None };
+        if let Err(e) = channel.hls.wait_for(first).await {
+            return hls_error(e);
+        }
     }
     match channel.hls.playlist() {
         Ok(text) => media_response(
