@@ -15,9 +15,9 @@
 pub mod entity;
 pub mod lists;
 pub mod migration;
+pub mod migration_recording;
 pub mod moderation;
 pub mod notify;
-pub mod migration_recording;
 pub mod service;
 pub mod watch;
 

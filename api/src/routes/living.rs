@@ -312,10 +312,17 @@ fn recorded(state: &ApiState, asked: bool) -> bool {
     }
 }
 
-/// Whether `user_id` may see and manage `room` (stream health today). The anchor may; the
-/// moderation work extends this with the room's admins.
-pub(crate) fn may_manage_room(user_id: i64, room: &livehouse_living::Room) -> bool {
-    room.anchor_id == user_id
+/// Whether `user_id` may see the stream health of `room`: its anchor and the anchor's room
+/// admins (`t_moderation_admin`).
+pub(crate) async fn may_manage_room(
+    state: &ApiState,
+    user_id: i64,
+    room: &livehouse_living::Room,
+) -> ApiResult<bool> {
+    if room.anchor_id == user_id {
+        return Ok(true);
+    }
+    Ok(state.moderation.is_admin(room.anchor_id, user_id).await?)
 }
 
 #[derive(Deserialize)]
@@ -337,7 +344,7 @@ async fn stream_health(
         .get(room_id)
         .await?
         .ok_or_else(|| ApiError::NotFound("room not found or not live".into()))?;
-    if !may_manage_room(user_id, &room) {
+    if !may_manage_room(&state, user_id, &room).await? {
         return Err(ApiError::Forbidden(
             "only the room's anchor and admins may see its stream health".into(),
         ));
