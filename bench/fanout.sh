@@ -6,7 +6,9 @@
 #
 #   bench/fanout.sh [N=2000] [SECONDS=30] [PROCS=2]
 #
-# Env: SERVER=livehouse (default) runs the release `livehouse` binary on embedded defaults: a
+# Env: RECORD=on records the room while the viewers watch (`--record on`; default off), to
+# compare the fan-out with and without recording (bench/record.sh has the recording's own cost).
+# SERVER=livehouse (default) runs the release `livehouse` binary on embedded defaults: a
 # streamer signs up and starts a room through the api, ffmpeg pushes to the handed-out key.
 # SERVER=example runs media/examples/media_server alone (key benchkey → room 1);
 # MEDIA_SERVER_CMD overrides that example's command (it must print "HTTP <addr>" and
@@ -44,7 +46,8 @@ trap cleanup EXIT
 if [ "$SERVER" = livehouse ]; then
     http="127.0.0.1:$(free_port)"; rtmp="127.0.0.1:$(free_port)"
     RUST_LOG=warn "$root/target/release/livehouse" --http-addr "$http" --rtmp-addr "$rtmp" \
-        --im-tcp-addr "127.0.0.1:$(free_port)" --data-dir "$work/data" >"$work/server.out" 2>"$work/server.log" &
+        --im-tcp-addr "127.0.0.1:$(free_port)" --data-dir "$work/data" --record "${RECORD:-off}" \
+        >"$work/server.out" 2>"$work/server.log" &
     spid=$!
     pids+=($spid)
     for _ in $(seq 100); do curl -sf "http://$http/healthz" >/dev/null && break; sleep 0.1; done

@@ -55,6 +55,16 @@ pub struct ApiConfig {
     pub im_heartbeat_secs: u64,
     /// Folder of web assets served at `/`; none when `None`.
     pub web_dir: Option<PathBuf>,
+    /// `--record`: "off", "on" or "per-room" (the studio shows a checkbox).
+    pub record_mode: String,
+    /// Bitrate above which stream health warns (kbit/s; 0 = none).
+    pub max_bitrate_kbps: u32,
+}
+
+/// Where `/living/streamHealth` reads a room's stream health: the media server of this process.
+pub trait StreamHealthSource: Send + Sync + 'static {
+    /// The report as JSON, or `None` when nobody publishes in the room.
+    fn stream_health(&self, room_id: i64, max_bitrate_kbps: u32) -> Option<serde_json::Value>;
 }
 
 /// Shared state of every handler.
@@ -78,6 +88,8 @@ pub struct ApiState {
     pub jwt: JwtKeys,
     pub config: Arc<ApiConfig>,
     pub metrics: Option<PrometheusHandle>,
+    /// The media server in this process, for stream health (none when the api runs alone).
+    pub media: Option<Arc<dyn StreamHealthSource>>,
 }
 
 /// Creates or upgrades the api's tables.

@@ -54,8 +54,11 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
             play_base_url: None,
             im_heartbeat_secs: 30,
             web_dir: None,
+            record_mode: "per-room".into(),
+            max_bitrate_kbps: 0,
         }),
         metrics: None,
+        media: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -257,6 +260,47 @@ macro_rules! api_suite {
                 assert_eq!(list.len(), 1);
                 assert_eq!(list[0]["roomName"], json!("Evening show"));
                 assert!(list[0]["endTime"].as_i64().unwrap() >= list[0]["startTime"].as_i64().unwrap());
+                assert_eq!(list[0]["replayUrl"], json!(null), "no recording was asked for");
+                assert_eq!(list[0]["durationMs"], json!(null));
+            }
+
+            #[tokio::test]
+            async fn stream_health_is_for_the_anchor_of_a_live_room_and_the_record_choice_is_kept() {
+                let Some(s) = server_on($distributed, true).await else { return };
+                let (_, anchor) = s.user("healthy").await;
+                let (_, other) = s.user("nosy").await;
+                let (_, started) = s
+                    .post("/living/startingLiving", Some(&anchor), json!({"type": 1, "roomName": "rec", "record": true}))
+                    .await;
+                let room = started["data"]["roomId"].as_i64().unwrap();
+                let (_, cfg) = s.post("/living/anchorConfig", Some(&anchor), json!({"roomId": room})).await;
+                assert_eq!(cfg["data"]["record"], json!(true));
+                assert_eq!(cfg["data"]["recordMode"], json!("per-room"));
+                assert_eq!(cfg["data"]["hlsUrl"], json!(format!("/live/{room}.m3u8")));
+                let url = |r: i64| format!("/living/streamHealth?roomId={r}");
+                let get_as = |token: Option<String>, path: String| {
+                    let (http, base) = (s.http.clone(), s.base.clone());
+                    async move {
+                        let mut req = http.get(format!("{base}{path}"));
+                        if let Some(t) = token {
+                            req = req.bearer_auth(t);
+                        }
+                        let res = req.send().await.unwrap();
+                        let status = res.status();
+                        (status, res.json::<Value>().await.unwrap())
+                    }
+                };
+                assert_error(get_as(None, url(room)).await, StatusCode::UNAUTHORIZED, "sign in");
+                assert_error(get_as(Some(other.clone()), url(room)).await, StatusCode::FORBIDDEN, "anchor");
+                assert_error(get_as(Some(anchor.clone()), url(room + 999)).await, StatusCode::NOT_FOUND, "not live");
+                assert_error(get_as(Some(anchor.clone()), "/living/streamHealth".into()).await, StatusCode::BAD_REQUEST, "roomId is required");
+                // This api runs without a media server in its process: a clear 503.
+                assert_error(get_as(Some(anchor.clone()), url(room)).await, StatusCode::SERVICE_UNAVAILABLE, "media");
+                assert_error(
+                    s.post("/living/startingLiving", Some(&other), json!({"type": 1, "roomName": "x", "record": "maybe"})).await,
+                    StatusCode::BAD_REQUEST,
+                    "record must be true or false",
+                );
             }
 
             #[tokio::test]
@@ -347,6 +391,10 @@ async fn the_openapi_document_lists_every_route() {
         "/im/getImConfig",
         "/im/online",
         "/live/{roomId}.flv",
+        "/live/{roomId}.m3u8",
+        "/live/{roomId}.jpg",
+        "/records/{recordId}.flv",
+        "/living/streamHealth",
         "/ws",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not documented");

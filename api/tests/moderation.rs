@@ -66,8 +66,11 @@ async fn server_on(distributed: bool) -> Option<Server> {
             play_base_url: None,
             im_heartbeat_secs: 30,
             web_dir: None,
+            record_mode: "per-room".into(),
+            max_bitrate_kbps: 0,
         }),
         metrics: None,
+        media: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -232,6 +232,7 @@ async fn rooms_starting_and_closing_reach_every_url() {
             room_type: 1,
             room_name: "hooked".into(),
             covert_img: String::new(),
+            record: false,
         })
         .await
         .unwrap();

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use livehouse_core::events::{GatewayInfo, RoomBatch};
 use livehouse_im_core::Gateway;
 use livehouse_living::LivingService;
-use livehouse_media::StreamAuth;
+use livehouse_media::{MediaServer, Saved, StreamAuth};
 use livehouse_msg::GatewayDelivery;
 use std::sync::Arc;
 
@@ -38,6 +38,37 @@ impl StreamAuth for RoomsStreamAuth {
                 true
             }
         }
+    }
+
+    async fn wants_recording(&self, room_id: i64) -> bool {
+        matches!(self.0.get(room_id).await, Ok(Some(room)) if room.record)
+    }
+
+    async fn record_saved(&self, saved: Saved) {
+        let replay = livehouse_living::Replay {
+            duration_ms: i64::try_from(saved.duration_ms).unwrap_or(i64::MAX),
+            size_bytes: i64::try_from(saved.size_bytes).unwrap_or(i64::MAX),
+        };
+        if let Err(e) = self.0.save_replay(saved.room_id, replay).await {
+            tracing::warn!(room_id = saved.room_id, error = %e, "could not record the saved recording");
+        }
+    }
+
+    async fn record_deleted(&self, room_id: i64) {
+        if let Err(e) = self.0.delete_replay(room_id).await {
+            tracing::warn!(room_id, error = %e, "could not forget the deleted recording");
+        }
+    }
+}
+
+/// `/living/streamHealth` answered by the media server of the same process.
+pub struct MediaHealth(pub Arc<MediaServer>);
+
+impl livehouse_api::StreamHealthSource for MediaHealth {
+    fn stream_health(&self, room_id: i64, max_bitrate_kbps: u32) -> Option<serde_json::Value> {
+        self.0
+            .stream_health(room_id, max_bitrate_kbps)
+            .and_then(|r| serde_json::to_value(r).ok())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Wiring: connect the backends the configuration names, start the tasks of the chosen role(s),
 //! serve one HTTP server with the routers they contribute, and stop everything on SIGINT/SIGTERM.
 
-use crate::adapters::{LocalFirstDelivery, RoomsStreamAuth};
+use crate::adapters::{LocalFirstDelivery, MediaHealth, RoomsStreamAuth};
 use crate::config::{Config, Role};
 use anyhow::Context;
 use axum::Router;
@@ -16,7 +16,7 @@ use livehouse_core::presence::{MemoryPresence, Presence, PresenceConfig, RedisPr
 use livehouse_core::{db, Backends};
 use livehouse_im_core::{Gateway, ImConfig, ImPorts};
 use livehouse_living::{LivingService, ModerationService};
-use livehouse_media::{MediaServer, StreamAuth};
+use livehouse_media::{MediaOptions, MediaServer, RecordConfig, RecordMode, StreamAuth};
 use livehouse_msg::{GatewayDelivery, HttpDelivery, Msg, MsgConfig, MsgPorts};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
@@ -163,7 +163,13 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     tracing::info!("config: {}", cfg.describe());
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    // Gauges not updated for 30 s leave /metrics: per-room stream gauges exist for live rooms
+    // only (every gauge of the process is refreshed every 5 s).
     let metrics = PrometheusBuilder::new()
+        .idle_timeout(
+            metrics_util::MetricKindMask::GAUGE,
+            Some(Duration::from_secs(30)),
+        )
         .install_recorder()
         .context("installing the metrics recorder")?;
     let backends = connect(&cfg).await?;
@@ -215,6 +221,28 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     let mut http = Router::new();
     let stream_auth: Arc<dyn StreamAuth> = Arc::new(RoomsStreamAuth(living.clone()));
     let heartbeat_gap = Duration::from_secs(cfg.im_heartbeat_secs.max(1));
+    // The media server is built before the api so that, in one process, the api reads its
+    // stream health; it serves RTMP and its routes only with the media role.
+    let media = has(Role::Media).then(|| {
+        let record = RecordConfig {
+            mode: match cfg.record.as_str() {
+                "on" => RecordMode::On,
+                "off" => RecordMode::Off,
+                _ => RecordMode::PerRoom,
+            },
+            dir: cfg.data_dir.join("records"),
+            retention_days: cfg.record_retention_days,
+            max_bytes: (cfg.record_max_gb.max(0.0) * 1e9) as u64,
+        };
+        MediaServer::with_options(
+            stream_auth.clone(),
+            MediaOptions {
+                record: Some(record),
+                max_bitrate_kbps: cfg.max_bitrate,
+                ..MediaOptions::default()
+            },
+        )
+    });
 
     if has(Role::Api) {
         let suspensions = Suspensions::new();
@@ -248,8 +276,13 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
                     .clone()
                     .map(|u| u.trim_end_matches('/').to_string()),
                 web_dir: cfg.web_dir.is_dir().then(|| cfg.web_dir.clone()),
+                record_mode: cfg.record.clone(),
+                max_bitrate_kbps: cfg.max_bitrate,
             }),
             metrics: Some(metrics.clone()),
+            media: media
+                .clone()
+                .map(|m| Arc::new(MediaHealth(m)) as Arc<dyn livehouse_api::StreamHealthSource>),
         };
         if !cfg.web_dir.is_dir() {
             tracing::warn!(
@@ -379,14 +412,18 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         tasks.spawn(m.run(shutdown.wait()));
     }
 
-    if has(Role::Media) {
+    if let Some(media) = media {
         let rtmp_listener = bind(cfg.rtmp_addr, "RTMP").await?;
         tracing::info!(
             "RTMP listening on rtmp://{}/live",
             rtmp_listener.local_addr()?
         );
-        let media = MediaServer::new(stream_auth.clone());
         http = http.merge(media.http_router());
+        let (m, stop) = (media.clone(), shutdown.wait());
+        tasks.spawn(async move {
+            m.run_housekeeping(stop).await;
+            Ok(())
+        });
         tasks.spawn(media.serve_rtmp(rtmp_listener, shutdown.wait()));
     }
 

@@ -222,6 +222,35 @@ pub struct Config {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
+    /// Record live video as FLV (with a keyframe index) in `<data dir>/records`: `off`, `on`
+    /// (every room) or `per-room` (rooms whose streamer ticked "Record" in the studio).
+    #[arg(long, env = "LIVEHOUSE_RECORD", default_value = "per-room", global = true,
+          value_parser = ["off", "on", "per-room"])]
+    pub record: String,
+    /// Records older than this many days are deleted (0 = kept until `--record-max-gb` needs room).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RECORD_RETENTION_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub record_retention_days: u32,
+    /// The records folder is kept under this many GB (10^9 bytes), oldest deleted first (0 = no cap).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RECORD_MAX_GB",
+        default_value_t = 50.0,
+        global = true
+    )]
+    pub record_max_gb: f64,
+    /// Stream health warns when a publisher's bitrate is above this (kbit/s; 0 = never).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_MAX_BITRATE",
+        default_value_t = 8000,
+        global = true
+    )]
+    pub max_bitrate: u32,
 }
 
 /// Loads the settings file named by `--config FILE` / `--config=FILE` / `LIVEHOUSE_CONFIG` into
@@ -290,7 +319,8 @@ impl Config {
         format!(
             "http_addr={} rtmp_addr={} im_tcp_addr={} data_dir={} database={} cache={} bus={} \
              jwt_secret={} open_streaming={} public_host={} web_dir={} im_heartbeat_secs={} \
-             blocked_words={} webhook_urls={} webhook_secret={}",
+             blocked_words={} webhook_urls={} webhook_secret={} record={} \
+             record_retention_days={} record_max_gb={} max_bitrate={}",
             self.http_addr,
             self.rtmp_addr,
             self.im_tcp_addr,
@@ -321,6 +351,10 @@ impl Config {
             } else {
                 "(none)"
             },
+            self.record,
+            self.record_retention_days,
+            self.record_max_gb,
+            self.max_bitrate,
         )
     }
 }
@@ -336,6 +370,8 @@ mod tests {
         assert_eq!(cli.config.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(cli.config.rtmp_addr.port(), 1935);
         assert_eq!(cli.config.im_tcp_addr.port(), 8085);
+        assert_eq!(cli.config.record, "per-room");
+        assert!(Cli::try_parse_from(["livehouse", "--record", "sometimes"]).is_err());
         assert!(cli.config.open_streaming(), "on with the embedded database");
         let cli = Cli::try_parse_from([
             "livehouse",

@@ -1,9 +1,10 @@
 //! # livehouse-living
 //!
-//! Rooms. Owns the `t_living_room` / `t_living_room_record` tables ([`entity`], [`migration`]),
-//! the rooms service ([`LivingService`]: start, close, cached look-up, cached lists, records),
-//! the scheduled job that rebuilds the room lists ([`lists`]) and keeps each room's viewer count
-//! from the presence store ([`watch`]).
+//! Rooms. Owns the `t_living_room` / `t_living_room_record` / `t_living_replay` tables
+//! ([`entity`], [`migration`], [`migration_recording`]), the rooms service ([`LivingService`]:
+//! start, close, cached look-up, cached lists, records, replays), the scheduled job that rebuilds
+//! the room lists ([`lists`]) and keeps each room's viewer count from the presence store
+//! ([`watch`]).
 //!
 //! Moderation state (mutes, bans, slow mode, words, room admins, the audit log) is here too
 //! ([`moderation`]), and operator events go out through a [`notify::Notifier`].
@@ -14,6 +15,7 @@
 pub mod entity;
 pub mod lists;
 pub mod migration;
+pub mod migration_recording;
 pub mod moderation;
 pub mod notify;
 pub mod service;
@@ -21,7 +23,8 @@ pub mod watch;
 
 pub use moderation::ModerationService;
 pub use service::{
-    LivingError, LivingResult, LivingService, Page, Room, RoomRecord, RoomSummary, StartRoom,
+    LivingError, LivingResult, LivingService, Page, Replay, Room, RoomRecord, RoomSummary,
+    StartRoom,
 };
 
 /// Creates or upgrades the rooms tables.

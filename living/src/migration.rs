@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(CreateRooms),
             Box::new(crate::moderation::migration::CreateModeration),
+            Box::new(crate::migration_recording::AddRecording),
         ]
     }
 

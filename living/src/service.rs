@@ -5,7 +5,7 @@
 //! reads never touch SQL. Must not: know about HTTP or the current user's session (the api
 //! checks identity and the anchor tag; this service checks ownership).
 
-use crate::entity::{living_room, living_room_record};
+use crate::entity::{living_replay, living_room, living_room_record};
 use crate::notify::{Notifier, OperatorEvent};
 use livehouse_core::cache::{Cache, CacheError};
 use livehouse_core::{ids, time::now_ms};
@@ -75,6 +75,9 @@ pub struct Room {
     pub good_num: i64,
     pub stream_key: String,
     pub streaming: bool,
+    /// The streamer asked for a recording.
+    #[serde(default)]
+    pub record: bool,
     pub start_time: i64,
 }
 
@@ -111,6 +114,16 @@ pub struct RoomRecord {
     pub good_num: i64,
     pub start_time: i64,
     pub end_time: i64,
+    /// The room's recording, when one was saved.
+    pub replay: Option<Replay>,
+}
+
+/// A saved recording of a room.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Replay {
+    pub duration_ms: i64,
+    pub size_bytes: i64,
 }
 
 impl From<living_room::Model> for Room {
@@ -128,6 +141,7 @@ impl From<living_room::Model> for Room {
             good_num: m.good_num,
             stream_key: m.stream_key,
             streaming: m.streaming,
+            record: m.record,
             start_time: m.start_time,
         }
     }
@@ -164,6 +178,7 @@ impl From<living_room_record::Model> for RoomRecord {
             good_num: m.good_num,
             start_time: m.start_time,
             end_time: m.end_time,
+            replay: None,
         }
     }
 }
@@ -177,6 +192,8 @@ pub struct StartRoom {
     pub room_type: i32,
     pub room_name: String,
     pub covert_img: String,
+    /// Record the room's video (`--record per-room`).
+    pub record: bool,
 }
 
 /// A page request: `page` ≥ 1, `page_size` in 1..=100.
@@ -276,6 +293,7 @@ impl LivingService {
             good_num: Set(0),
             stream_key: Set(ids::random_hex(16)),
             streaming: Set(false),
+            record: Set(input.record),
             start_time: Set(now),
             update_time: Set(now),
             ..Default::default()
@@ -518,13 +536,57 @@ impl LivingService {
             .all(&self.db)
             .await?;
         let has_next = rows.len() as u64 > page.page_size;
-        Ok((
-            rows.into_iter()
-                .take(page.page_size as usize)
-                .map(RoomRecord::from)
-                .collect(),
-            has_next,
-        ))
+        let mut list: Vec<RoomRecord> = rows
+            .into_iter()
+            .take(page.page_size as usize)
+            .map(RoomRecord::from)
+            .collect();
+        let ids: Vec<i64> = list.iter().map(|r| r.id).collect();
+        if !ids.is_empty() {
+            let replays = living_replay::Entity::find()
+                .filter(living_replay::Column::RoomId.is_in(ids))
+                .all(&self.db)
+                .await?;
+            for r in &mut list {
+                r.replay = replays.iter().find(|p| p.room_id == r.id).map(|p| Replay {
+                    duration_ms: p.duration_ms,
+                    size_bytes: p.size_bytes,
+                });
+            }
+        }
+        Ok((list, has_next))
+    }
+
+    /// Records (or updates) the saved recording of a room.
+    pub async fn save_replay(&self, room_id: i64, replay: Replay) -> LivingResult<()> {
+        use sea_orm::sea_query::OnConflict;
+        let row = living_replay::ActiveModel {
+            room_id: Set(room_id),
+            duration_ms: Set(replay.duration_ms.max(0)),
+            size_bytes: Set(replay.size_bytes.max(0)),
+            update_time: Set(now_ms()),
+        };
+        living_replay::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(living_replay::Column::RoomId)
+                    .update_columns([
+                        living_replay::Column::DurationMs,
+                        living_replay::Column::SizeBytes,
+                        living_replay::Column::UpdateTime,
+                    ])
+                    .to_owned(),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a room's recording (its file was deleted).
+    pub async fn delete_replay(&self, room_id: i64) -> LivingResult<()> {
+        living_replay::Entity::delete_by_id(room_id)
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Number of live rooms (for metrics and tests).

@@ -5,7 +5,7 @@
 use livehouse_core::cache::{Cache, MemoryCache, RedisCache};
 use livehouse_core::testenv;
 use livehouse_living::migration::Migrator;
-use livehouse_living::{lists, LivingError, LivingService, Page, StartRoom};
+use livehouse_living::{lists, LivingError, LivingService, Page, Replay, StartRoom};
 use sea_orm_migration::MigratorTrait;
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ fn start(anchor: i64, room_type: i32, name: &str) -> StartRoom {
         room_type,
         room_name: name.to_string(),
         covert_img: "https://example.invalid/c.png".into(),
+        record: false,
     }
 }
 
@@ -108,6 +109,42 @@ macro_rules! conformance {
                 assert_eq!(records[0].room_name, "closing");
                 // The anchor can start again once closed.
                 s.start(start(7, 1, "again")).await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn replays_are_listed_with_their_records_updated_and_deleted() {
+                let Some(s) = svc().await else { return };
+                let mut input = start(9, 1, "recorded");
+                input.record = true;
+                let room = s.start(input).await.unwrap();
+                assert!(
+                    s.get(room.id).await.unwrap().unwrap().record,
+                    "the choice is kept"
+                );
+                let plain = s.start(start(10, 1, "not recorded")).await.unwrap();
+                assert!(!plain.record);
+                // Saved while live (a session ended), then again with a second session.
+                let first = Replay {
+                    duration_ms: 5_000,
+                    size_bytes: 1_000,
+                };
+                s.save_replay(room.id, first).await.unwrap();
+                let both = Replay {
+                    duration_ms: 9_000,
+                    size_bytes: 2_000,
+                };
+                s.save_replay(room.id, both).await.unwrap();
+                s.close(9, room.id).await.unwrap();
+                s.close(10, plain.id).await.unwrap();
+                let page = Page::new(1, 10).unwrap();
+                let (records, _) = s.records(9, page).await.unwrap();
+                assert_eq!(records[0].replay, Some(both));
+                let (records, _) = s.records(10, page).await.unwrap();
+                assert_eq!(records[0].replay, None);
+                s.delete_replay(room.id).await.unwrap();
+                let (records, _) = s.records(9, page).await.unwrap();
+                assert_eq!(records[0].replay, None, "a deleted recording is not listed");
+                s.delete_replay(room.id).await.unwrap(); // deleting twice is fine
             }
 
             #[tokio::test]

@@ -87,6 +87,7 @@ impl Env {
                 room_type: 1,
                 room_name: "moderated".into(),
                 covert_img: String::new(),
+                record: false,
             })
             .await
             .unwrap();

@@ -19,6 +19,9 @@ use rml_rtmp::sessions::StreamMetadata;
 use tokio::sync::mpsc;
 
 use crate::flv::{self, Tag, TagKind};
+use crate::health::{self, Health, HealthReport, Viewers};
+use crate::hls::{Hls, HlsConfig};
+use crate::record::Recorder;
 
 /// Tuning of the fan-out; the defaults suit ~1-5 Mbit/s streams.
 #[derive(Clone, Debug)]
@@ -29,6 +32,8 @@ pub struct HubConfig {
     pub stall_timeout: Duration,
     /// The GOP cache is dropped when it grows past this many bytes (a publisher without keyframes).
     pub max_gop_bytes: usize,
+    /// HLS segmenting.
+    pub hls: HlsConfig,
 }
 
 impl Default for HubConfig {
@@ -37,6 +42,7 @@ impl Default for HubConfig {
             viewer_queue: 512,
             stall_timeout: Duration::from_secs(10),
             max_gop_bytes: 32 << 20,
+            hls: HlsConfig::default(),
         }
     }
 }
@@ -50,10 +56,34 @@ pub struct HubStats {
     pub stalled_disconnects: AtomicU64,
 }
 
+/// How a viewer watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Flv,
+    Rtmp,
+}
+
+/// Publish sessions of a room, for "uptime and reconnects".
+#[derive(Clone, Copy, Debug)]
+struct RoomHistory {
+    publishes: u32,
+    ended: Option<Instant>,
+}
+
+/// A publisher that comes back within this long counts as a reconnect of the same stream.
+const RECONNECT_WINDOW: Duration = Duration::from_secs(600);
+/// Rooms remembered for reconnect counting (oldest ended ones are forgotten first).
+const HISTORY_MAX: usize = 10_000;
+/// An HLS client that asked for nothing for this long is no longer counted as a viewer.
+const HLS_VIEWER_IDLE: Duration = Duration::from_secs(10);
+/// HLS clients remembered per room.
+const HLS_VIEWERS_MAX: usize = 100_000;
+
 /// Rooms with a live publisher.
 pub struct Hub {
     config: HubConfig,
     rooms: Mutex<HashMap<i64, Arc<Channel>>>,
+    history: Mutex<HashMap<i64, RoomHistory>>,
     pub stats: HubStats,
 }
 
@@ -69,6 +99,7 @@ impl Hub {
         Arc::new(Hub {
             config,
             rooms: Mutex::new(HashMap::new()),
+            history: Mutex::new(HashMap::new()),
             stats: HubStats::default(),
         })
     }
@@ -79,19 +110,42 @@ impl Hub {
         if rooms.contains_key(&room_id) {
             return Err(PublishError::AlreadyPublishing(room_id));
         }
+        let reconnects = {
+            let mut h = self.history.lock();
+            if h.len() >= HISTORY_MAX {
+                let now = Instant::now();
+                h.retain(|_, r| r.ended.is_none_or(|e| now - e < RECONNECT_WINDOW));
+            }
+            let entry = h.entry(room_id).or_insert(RoomHistory {
+                publishes: 0,
+                ended: None,
+            });
+            if entry.ended.is_some_and(|e| e.elapsed() > RECONNECT_WINDOW) {
+                entry.publishes = 0;
+            }
+            entry.publishes += 1;
+            entry.ended = None;
+            entry.publishes - 1
+        };
         let channel = Arc::new(Channel {
             room_id,
             state: Mutex::new(State::default()),
+            hls: Hls::new(room_id, self.config.hls.clone()),
+            health: Health::new(),
+            dropped_frames: AtomicU64::new(0),
+            reconnects,
+            hls_viewers: Mutex::new(HashMap::new()),
         });
         rooms.insert(room_id, channel.clone());
         Ok(Publisher {
             hub: self.clone(),
             channel,
+            recorder: None,
         })
     }
 
     /// Joins the room's stream, or `None` when nobody publishes in it.
-    pub fn subscribe(&self, room_id: i64) -> Option<Subscription> {
+    pub fn subscribe(&self, room_id: i64, protocol: Protocol) -> Option<Subscription> {
         let channel = self.rooms.lock().get(&room_id).cloned()?;
         let (tx, rx) = mpsc::channel(self.config.viewer_queue.max(1));
         let mut st = channel.state.lock();
@@ -109,6 +163,7 @@ impl Hub {
         init.extend(st.gop.iter().cloned());
         st.viewers.push(Viewer {
             tx,
+            protocol,
             skipping_since: None,
         });
         Some(Subscription {
@@ -116,6 +171,30 @@ impl Hub {
             init,
             rx,
         })
+    }
+
+    /// The room's channel while someone publishes in it.
+    pub(crate) fn channel(&self, room_id: i64) -> Option<Arc<Channel>> {
+        self.rooms.lock().get(&room_id).cloned()
+    }
+
+    /// A small FLV of the room's latest keyframe (file header, AVC sequence header, keyframe),
+    /// for a thumbnail decoder; `None` before the first keyframe.
+    pub fn keyframe_flv(&self, room_id: i64) -> Option<Bytes> {
+        let channel = self.channel(room_id)?;
+        let st = channel.state.lock();
+        let header = st.avc_header.as_ref()?;
+        let key = st.gop.first().filter(|t| t.keyframe)?;
+        Some(concat([
+            Bytes::from_static(&flv::FILE_HEADER),
+            header.restamped(0).flv,
+            key.restamped(0).flv,
+        ]))
+    }
+
+    /// Rooms with a publisher now.
+    pub fn live_rooms(&self) -> Vec<i64> {
+        self.rooms.lock().keys().copied().collect()
     }
 
     /// Whether someone publishes in the room.
@@ -138,9 +217,64 @@ impl Hub {
 }
 
 /// A room being published.
-struct Channel {
+pub(crate) struct Channel {
     room_id: i64,
     state: Mutex<State>,
+    /// HLS / LL-HLS of this publish session.
+    pub hls: Hls,
+    /// Stream health counters of this publish session.
+    pub health: Health,
+    /// Video frames not delivered to viewers that were skipping to a keyframe.
+    pub dropped_frames: AtomicU64,
+    /// Earlier publish sessions of the room within [`RECONNECT_WINDOW`].
+    reconnects: u32,
+    /// HLS clients (hashed identity) and when each last asked for the playlist.
+    hls_viewers: Mutex<HashMap<u64, Instant>>,
+}
+
+impl Channel {
+    /// Notes an HLS playlist request of a client.
+    pub fn hls_viewer_seen(&self, client: u64) {
+        let now = Instant::now();
+        let mut v = self.hls_viewers.lock();
+        if v.len() >= HLS_VIEWERS_MAX && !v.contains_key(&client) {
+            v.retain(|_, at| now - *at < HLS_VIEWER_IDLE);
+            if v.len() >= HLS_VIEWERS_MAX {
+                return;
+            }
+        }
+        v.insert(client, now);
+    }
+
+    /// Viewers by protocol, now.
+    pub fn viewers(&self) -> Viewers {
+        let now = Instant::now();
+        let hls = {
+            let mut v = self.hls_viewers.lock();
+            v.retain(|_, at| now - *at < HLS_VIEWER_IDLE);
+            v.len()
+        };
+        let st = self.state.lock();
+        let live = st.viewers.iter().filter(|v| !v.tx.is_closed());
+        let (mut flv, mut rtmp) = (0, 0);
+        for v in live {
+            match v.protocol {
+                Protocol::Flv => flv += 1,
+                Protocol::Rtmp => rtmp += 1,
+            }
+        }
+        Viewers { flv, hls, rtmp }
+    }
+
+    /// The stream health report of this session.
+    pub fn health_report(&self, max_bitrate_kbps: u32) -> HealthReport {
+        self.health.report(health::Context {
+            viewers: self.viewers(),
+            dropped_frames: self.dropped_frames.load(Ordering::Relaxed),
+            reconnects: self.reconnects,
+            max_bitrate_kbps,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -158,6 +292,7 @@ struct State {
 
 struct Viewer {
     tx: mpsc::Sender<Tag>,
+    protocol: Protocol,
     /// Set while the viewer's queue was found full: tags are dropped until the next keyframe.
     skipping_since: Option<Instant>,
 }
@@ -174,11 +309,18 @@ pub struct Subscription {
 pub struct Publisher {
     hub: Arc<Hub>,
     channel: Arc<Channel>,
+    /// The session's recording, when the room is recorded.
+    recorder: Option<Recorder>,
 }
 
 impl Publisher {
     pub fn room_id(&self) -> i64 {
         self.channel.room_id
+    }
+
+    /// Records every later tag of this session.
+    pub fn attach_recorder(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
     }
 
     pub fn set_metadata(&self, metadata: StreamMetadata) {
@@ -215,6 +357,9 @@ impl Publisher {
         st.viewers.retain_mut(|v| {
             if let Some(since) = v.skipping_since {
                 if !tag.keyframe {
+                    if tag.kind == TagKind::Video && !tag.seq_header {
+                        self.channel.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                    }
                     if tag.seq_header {
                         // Codec change while skipping: deliver if it fits, stay skipping.
                         let _ = v.tx.try_send(tag.clone());
@@ -234,6 +379,9 @@ impl Publisher {
                     true
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    if tag.kind == TagKind::Video {
+                        self.channel.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                    }
                     let now = *now.get_or_insert_with(Instant::now);
                     match v.skipping_since {
                         None => {
@@ -259,11 +407,21 @@ impl Publisher {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        drop(st);
+        // HLS and health are built after the FLV fan-out, each under its own lock.
+        self.channel.hls.push(&tag);
+        self.channel.health.on_tag(&tag);
+        if let Some(r) = &self.recorder {
+            r.push(&tag);
+        }
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        if let Some(h) = self.hub.history.lock().get_mut(&self.channel.room_id) {
+            h.ended = Some(Instant::now());
+        }
         {
             let mut rooms = self.hub.rooms.lock();
             if rooms
@@ -273,6 +431,7 @@ impl Drop for Publisher {
                 rooms.remove(&self.channel.room_id);
             }
         }
+        self.channel.hls.close();
         let mut st = self.channel.state.lock();
         st.closed = true;
         // Dropping the senders ends each viewer's stream after what is already queued.
@@ -323,7 +482,7 @@ mod tests {
         p.push(video(40, false));
         p.push(video(80, true));
         p.push(video(120, false));
-        let sub = hub.subscribe(1).expect("subscribe");
+        let sub = hub.subscribe(1, Protocol::Flv).expect("subscribe");
         let kinds: Vec<_> = sub.init.iter().map(|t| (t.kind, t.timestamp)).collect();
         assert_eq!(
             kinds,
@@ -345,8 +504,8 @@ mod tests {
             ..HubConfig::default()
         });
         let p = hub.publish(1).expect("publish");
-        let mut slow = hub.subscribe(1).expect("slow");
-        let mut fast = hub.subscribe(1).expect("fast");
+        let mut slow = hub.subscribe(1, Protocol::Flv).expect("slow");
+        let mut fast = hub.subscribe(1, Protocol::Flv).expect("fast");
         let mut fast_got = 0;
         for i in 0..10u32 {
             p.push(video(i * 40, i == 0));
@@ -356,6 +515,10 @@ mod tests {
         }
         assert_eq!(fast_got, 10);
         assert_eq!(hub.stats.skips.load(Ordering::Relaxed), 1);
+        // Tags 4..9 did not reach the slow viewer: six video frames dropped for it.
+        let channel = hub.channel(1).expect("live");
+        assert_eq!(channel.dropped_frames.load(Ordering::Relaxed), 6);
+        assert_eq!(channel.viewers().flv, 2);
         // The slow one holds the first 4 tags; the rest is skipped until a keyframe.
         let mut ts = vec![];
         while let Ok(t) = slow.rx.try_recv() {
@@ -376,7 +539,7 @@ mod tests {
     fn stream_ends_when_publisher_drops() {
         let hub = Hub::new(HubConfig::default());
         let p = hub.publish(1).expect("publish");
-        let mut sub = hub.subscribe(1).expect("subscribe");
+        let mut sub = hub.subscribe(1, Protocol::Flv).expect("subscribe");
         p.push(video(0, true));
         drop(p);
         assert!(sub.rx.try_recv().is_ok());
@@ -384,6 +547,6 @@ mod tests {
             sub.rx.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
-        assert!(hub.subscribe(1).is_none());
+        assert!(hub.subscribe(1, Protocol::Flv).is_none());
     }
 }

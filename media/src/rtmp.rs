@@ -391,7 +391,7 @@ impl Conn {
             match tokio::time::timeout(AUTH_TIMEOUT, auth).await {
                 Err(_) => Err("authorization timed out".to_string()),
                 Ok(Err(reason)) => Err(reason),
-                Ok(Ok(room_id)) => match self.server.hub.publish(room_id) {
+                Ok(Ok(room_id)) => match self.server.start_publish(room_id).await {
                     Err(e) => Err(e.to_string()),
                     Ok(publisher) => Ok(publisher),
                 },
@@ -436,7 +436,7 @@ impl Conn {
         let name = stream_key.split('?').next().unwrap_or_default();
         let sub = match name.parse::<i64>() {
             Ok(room) if app_of(app_name) == APP_NAME && self.publishing.is_none() => {
-                self.server.hub.subscribe(room)
+                self.server.hub.subscribe(room, crate::hub::Protocol::Rtmp)
             }
             _ => None,
         };

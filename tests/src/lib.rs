@@ -38,6 +38,8 @@ pub struct Livehouse {
     pub rtmp: SocketAddr,
     pub im_tcp: SocketAddr,
     pub data_dir: PathBuf,
+    /// Leave the data dir when dropped (for a restart on the same data).
+    pub keep_data: bool,
 }
 
 impl Livehouse {
@@ -49,6 +51,17 @@ impl Livehouse {
             std::process::id(),
             http.port()
         ));
+        Self::start_on(args, http, rtmp, im_tcp, data_dir).await
+    }
+
+    /// Starts `livehouse [args…]` on the given ports and data dir (e.g. again after a kill).
+    pub async fn start_on(
+        args: &[&str],
+        http: SocketAddr,
+        rtmp: SocketAddr,
+        im_tcp: SocketAddr,
+        data_dir: PathBuf,
+    ) -> Livehouse {
         let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
         let child = tokio::process::Command::new(binary())
             .args(args)
@@ -69,6 +82,7 @@ impl Livehouse {
             rtmp,
             im_tcp,
             data_dir,
+            keep_data: false,
         };
         let url = lh.url("/healthz");
         poll_until(
@@ -147,6 +161,8 @@ impl Livehouse {
 impl Drop for Livehouse {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }

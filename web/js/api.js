@@ -62,12 +62,13 @@ export const api = {
   login: (username, password) => post('/user/login', { username, password }),
   logout: () => post('/user/logout'),
   initPage: () => post('/home/initPage'),
-  startLiving: (type, roomName, covertImg) => post('/living/startingLiving', { type, roomName, covertImg }),
+  startLiving: (type, roomName, covertImg, record = false) => post('/living/startingLiving', { type, roomName, covertImg, record }),
   closeLiving: (roomId) => post('/living/closeLiving', { roomId }),
   anchorConfig: (roomId) => post('/living/anchorConfig', { roomId }),
   list: (type, page, pageSize) => get('/living/list', { type, page, pageSize }),
   // `avoid`: a gateway id this client could not reach (another one is chosen if any is live).
   imConfig: (avoid) => post('/im/getImConfig', avoid ? { avoid } : {}),
+  streamHealth: (roomId) => get('/living/streamHealth', { roomId }),
 };
 
 export const ROOM_TYPES = [

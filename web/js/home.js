@@ -1,5 +1,6 @@
 // Home: the visitor's session, the live room list by type (paged, refreshing itself every few
-// seconds without flicker: cards are keyed by room id and updated in place).
+// seconds without flicker: cards are keyed by room id and updated in place). Streaming rooms
+// show their live thumbnail (/live/{id}.jpg, refreshed every 20 s) over the cover.
 import { api, ROOM_TYPES, typeLabel } from './api.js';
 import { h, $, setChildren, renderTopbar, authDialog, session, avatar, cover, formatCount, every } from './ui.js';
 
@@ -49,8 +50,21 @@ function skeletons() {
     h('div', { className: 'thumb' }), h('div', { className: 'line', style: 'width:70%' }), h('div', { className: 'line', style: 'width:40%' })));
 }
 
+/** Live thumbnails change every 20 s at most (the server decodes one no more often). */
+const THUMB_MS = 20000;
+const thumbEpoch = () => Math.floor(Date.now() / THUMB_MS);
+
 function signature(r) {
-  return JSON.stringify([r.roomName, r.covertImg, r.anchorNickName, r.anchorAvatar, r.streaming, r.watchNum, r.type]);
+  return JSON.stringify([r.roomName, r.covertImg, r.anchorNickName, r.anchorAvatar, r.streaming, r.watchNum, r.type, r.streaming ? thumbEpoch() : 0]);
+}
+
+/** The live picture of a streaming room over its cover; removed if the server has none. */
+function liveThumb(r) {
+  const img = h('img', { className: 'live-thumb', alt: '', decoding: 'async', dataset: { testid: 'live-thumb' } });
+  img.addEventListener('error', () => img.remove(), { once: true });
+  img.addEventListener('load', () => img.classList.add('loaded'), { once: true });
+  img.src = `/live/${encodeURIComponent(r.id)}.jpg?t=${thumbEpoch()}`;
+  return img;
 }
 
 function buildCard(r) {
@@ -59,6 +73,7 @@ function buildCard(r) {
     : h('span', { className: 'badge badge-wait', text: 'Starting soon' });
   const thumb = h('div', { className: 'thumb' },
     cover(r.covertImg, r.roomName, r.id),
+    r.streaming ? liveThumb(r) : null,
     badge,
     Number(r.type) === 2 ? h('span', { className: 'badge badge-pk', text: 'PK' }) : null,
     h('span', { className: 'viewers-pill', dataset: { testid: 'card-viewers' }, text: `${formatCount(r.watchNum)} viewer${Number(r.watchNum) === 1 ? '' : 's'}` }));

@@ -6,7 +6,7 @@ import { Danmaku } from './danmaku.js';
 import { icon } from './icons.js';
 import { createChat } from './chat.js';
 import { canModerate } from './moderation.js';
-import { LivePlayer, playbackSupported } from './player.js';
+import { LivePlayer, choosePlayer, playbackSupported } from './player.js';
 
 const POLL_MS = 2000;
 const roomId = Number(new URLSearchParams(location.search).get('id'));
@@ -124,12 +124,15 @@ async function poll() {
   }
   renderInfo(r);
   if (r.streaming) {
-    if (!playbackSupported()) {
-      setOverlay('error', 'The video cannot play in this browser', 'It needs Media Source Extensions with H.264 (any current desktop or Android browser).');
+    if (!playbackSupported(video)) {
+      setOverlay('error', 'The video cannot play in this browser', 'It needs Media Source Extensions or HLS with H.264 (any current desktop or phone browser).');
       return;
     }
     if (!player) {
-      player = new LivePlayer(video, r.flvUrl || `/live/${roomId}.flv`, {
+      const q = new URLSearchParams(location.search);
+      player = new LivePlayer(video, { flv: r.flvUrl || `/live/${roomId}.flv`, hls: r.hlsUrl || `/live/${roomId}.m3u8` }, {
+        engine: choosePlayer(video),
+        lowLatency: q.get('ll') !== '0',
         onState: onPlayerState,
         canRetry: async () => {
           const x = await api.anchorConfig(roomId);
@@ -137,6 +140,8 @@ async function poll() {
         },
       });
       player.start();
+      playerEl.dataset.engine = player.engine;
+      window.__player = player;
     }
   } else {
     if (player) {

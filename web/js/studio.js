@@ -68,6 +68,7 @@ function startForm() {
     return b;
   });
   const err = h('p', { className: 'form-error', attrs: { role: 'alert' } });
+  const record = h('input', { type: 'checkbox', name: 'record', dataset: { testid: 'record' } });
   const submit = h('button', { type: 'submit', className: 'btn btn-primary', text: 'Start streaming', dataset: { testid: 'go-live' } });
   const previewBox = h('div');
   const currentType = () => Number(types.querySelector('input:checked').value);
@@ -90,6 +91,8 @@ function startForm() {
     h('div', { className: 'field' }, h('span', { className: 'field-label', text: 'Type' }), types),
     h('div', { className: 'field' }, h('span', { className: 'field-label', text: 'Cover' }), h('div', { className: 'cover-presets' }, presetBtns), custom,
       h('span', { className: 'field-hint', text: 'Pick a cover or paste the address of a picture (http or https).' })),
+    h('label', { className: 'field check' }, record, h('span', { className: 'field-label', text: 'Record this stream' }),
+      h('span', { className: 'field-hint', text: 'Viewers can watch the replay, with a seek bar, after the stream ends.' })),
     err,
     h('div', {}, submit));
   form.addEventListener('submit', async (e) => {
@@ -103,7 +106,7 @@ function startForm() {
     }
     submit.disabled = true;
     try {
-      const { roomId } = await api.startLiving(currentType(), roomName, custom.value.trim() || coverUrl);
+      const { roomId } = await api.startLiving(currentType(), roomName, custom.value.trim() || coverUrl, record.checked);
       sessionStorage.setItem('livehouse.myRoom', String(roomId));
       await consoleView(roomId);
     } catch (ex) {
@@ -242,10 +245,11 @@ async function consoleView(roomId) {
   const obs = h('details', { className: 'card' }, h('summary', { text: 'OBS Studio settings' }),
     h('table', { className: 'obs-table' }, h('tbody', {}, obsRows.map(([k, v]) => h('tr', {}, h('td', { text: k }), h('td', { text: v }))))));
 
+  const health = healthPanel(r);
   const chatBox = h('aside', { className: 'chat' });
   const modBox = h('div');
   setChildren(main, h('div', { className: 'console-grid' },
-    h('div', { className: 'console-main' }, head, h('section', { className: 'card' }, playerBox, statsRow), modBox, setup, ff, obs),
+    h('div', { className: 'console-main' }, head, h('section', { className: 'card' }, playerBox, statsRow), health.el, modBox, setup, ff, obs),
     h('div', { className: 'console-side' }, chatBox)));
   main.classList.remove('page-narrow');
 
@@ -271,7 +275,7 @@ async function consoleView(roomId) {
     if (live) {
       overlay.hidden = true;
       if (!player && playbackSupported()) {
-        player = new LivePlayer(video, x.flvUrl || `/live/${x.roomId}.flv`, {
+        player = new LivePlayer(video, { flv: x.flvUrl || `/live/${x.roomId}.flv`, hls: x.hlsUrl || `/live/${x.roomId}.m3u8` }, {
           canRetry: async () => {
             const y = await api.anchorConfig(x.roomId);
             return Number(y.roomId) > 0 && Boolean(y.streaming);
@@ -298,6 +302,7 @@ async function consoleView(roomId) {
     if (ended) return;
     ended = true;
     stop();
+    health.stop();
     clearInterval(tick);
     if (player) player.stop();
     chat.stop();
@@ -314,7 +319,9 @@ async function consoleView(roomId) {
     }
     Object.assign(r, { watchNum: x.watchNum, streaming: x.streaming, startTime: x.startTime });
     apply(x);
+    health.refresh(Boolean(x.streaming));
   });
+  health.refresh(Boolean(r.streaming));
   endBtn.addEventListener('click', async () => {
     if (!(await confirmDialog('End your stream?', 'Viewers will see that the stream has ended, and the room leaves the live list.', 'End stream', true))) return;
     endBtn.disabled = true;
@@ -326,6 +333,91 @@ async function consoleView(roomId) {
       endBtn.disabled = false;
     }
   });
+}
+
+// ---- stream health ---------------------------------------------------------------------------
+
+const fmtKbps = (k) => (k >= 1000 ? `${(k / 1000).toFixed(1)} Mbit/s` : `${k} kbit/s`);
+
+/** An SVG line chart of the last 5 minutes: bitrate (solid) and fps (dashed), each scaled. */
+function chart(points) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('class', 'health-chart');
+  svg.setAttribute('viewBox', '0 0 300 100');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.dataset.testid = 'health-chart';
+  const maxK = Math.max(1, ...points.map((p) => p.kbps));
+  const maxF = Math.max(1, ...points.map((p) => p.fps));
+  const t0 = points.length ? points[points.length - 1].t - 300 : 0;
+  for (const [key, max] of [['kbps', maxK], ['fps', maxF]]) {
+    const line = document.createElementNS(NS, 'polyline');
+    line.setAttribute('class', key);
+    line.setAttribute('points', points.map((p) => `${Math.max(0, p.t - t0).toFixed(1)},${(96 - (p[key] / max) * 90).toFixed(1)}`).join(' '));
+    svg.append(line);
+  }
+  return svg;
+}
+
+function healthPanel(room) {
+  const grid = h('div', { className: 'health-grid', dataset: { testid: 'health-stats' } });
+  const warn = h('ul', { className: 'health-warnings', dataset: { testid: 'health-warnings' } });
+  const chartBox = h('div');
+  const rec = h('span', { className: 'muted', dataset: { testid: 'recording' } });
+  const el = h('section', { className: 'card', dataset: { testid: 'health' } },
+    h('div', { className: 'card-head' }, h('h2', { text: 'Stream health' }), rec),
+    grid, chartBox,
+    h('div', { className: 'chart-legend' }, h('span', { className: 'kbps', text: 'Bitrate' }), h('span', { className: 'fps', text: 'Frame rate' }), h('span', { text: 'last 5 minutes' })),
+    warn);
+  let busy = false;
+  let stopped = false;
+  const stat = (k, v, id) => h('div', { className: 'stat' }, h('div', { className: 'v', text: v, dataset: id ? { testid: id } : undefined }), h('div', { className: 'k', text: k }));
+  const render = (d) => {
+    rec.textContent = d.recording ? '● Recording' : 'Not recording';
+    const x = d.health;
+    if (!x) {
+      setChildren(grid, stat('Stream', 'No video arriving'));
+      setChildren(warn);
+      setChildren(chartBox);
+      return;
+    }
+    const v = x.video || {};
+    const a = x.audio;
+    setChildren(grid,
+      stat('Bitrate (1 s)', fmtKbps(x.bitrateKbps1s), 'health-bitrate'),
+      stat('Bitrate (10 s)', fmtKbps(x.bitrateKbps10s)),
+      stat('Frame rate', `${x.fps.toFixed(1)} fps`, 'health-fps'),
+      stat('Keyframe interval', x.keyframeIntervalMs == null ? '—' : `${(x.keyframeIntervalMs / 1000).toFixed(1)} s`, 'health-keyframe'),
+      stat('Resolution', v.width ? `${v.width}×${v.height}` : '—', 'health-resolution'),
+      stat('Video', [v.codec, v.profile].filter(Boolean).join(' · ') || '—'),
+      stat('Audio', a ? [a.codec, a.sampleRate ? `${a.sampleRate / 1000} kHz` : null, a.channels ? `${a.channels} ch` : null].filter(Boolean).join(' · ') : 'none'),
+      stat('Uptime', formatDuration(x.uptimeMs)),
+      stat('Reconnects', String(x.reconnects)),
+      stat('Frames dropped for slow viewers', String(x.droppedFrames)),
+      stat('Viewers FLV / HLS / RTMP', `${x.viewers.flv} / ${x.viewers.hls} / ${x.viewers.rtmp}`, 'health-viewers'));
+    setChildren(chartBox, chart(x.chart || []));
+    setChildren(warn, x.warnings.length
+      ? x.warnings.map((w) => h('li', { text: w.message, dataset: { code: w.code } }))
+      : h('li', { className: 'ok', text: 'Everything looks good.' }));
+  };
+  return {
+    el,
+    stop: () => {
+      stopped = true;
+    },
+    async refresh(live) {
+      if (busy || stopped) return;
+      busy = true;
+      try {
+        if (live) render(await api.streamHealth(room.roomId));
+        else render({ recording: room.record, health: null });
+      } catch (e) {
+        setChildren(warn, h('li', { text: `Stream health is unavailable: ${e.message}` }));
+      } finally {
+        busy = false;
+      }
+    },
+  };
 }
 
 function endedView(info) {
@@ -341,6 +433,9 @@ function endedView(info) {
       h('div', { className: 'stat' }, h('div', { className: 'v', text: dur || '—' }), h('div', { className: 'k', text: 'Duration' })),
       h('div', { className: 'stat' }, h('div', { className: 'v', text: formatCount(info.peak) }), h('div', { className: 'k', text: 'Peak viewers' })),
       h('div', { className: 'stat' }, h('div', { className: 'v', text: 'Ended' }), h('div', { className: 'k', text: 'Status' }))));
+    if (info.room.record) {
+      lines.push(h('p', { style: 'margin-top:14px' }, h('a', { className: 'btn', href: `/replay.html?id=${info.room.roomId}`, text: 'Watch the replay', dataset: { testid: 'replay-link' } })));
+    }
   }
   setChildren(main, h('section', { className: 'card ended-card', dataset: { testid: 'ended-card' } },
     h('span', { className: 'status-chip', dataset: { testid: 'live-status', state: 'ended' }, text: 'Ended' }),

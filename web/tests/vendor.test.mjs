@@ -1,4 +1,4 @@
-// The vendored player (served without npm) must be byte-for-byte the pinned npm package's build.
+// The vendored players (served without npm) must be byte-for-byte the pinned npm packages' builds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -14,4 +14,13 @@ test('web/vendor/mpegts.js equals node_modules/mpegts.js/dist/mpegts.js at the p
   assert.equal(installed, pinned, 'npm ci installed the pinned mpegts.js');
   assert.equal(sha(path.join(WEB_DIR, 'vendor/mpegts.js')), sha(path.join(WEB_DIR, 'node_modules/mpegts.js/dist/mpegts.js')),
     'web/vendor/mpegts.js differs from the npm build: run `npm run vendor` in web/');
+});
+
+test('web/vendor/hls.min.js equals node_modules/hls.js/dist/hls.min.js at the pinned version', () => {
+  const pinned = JSON.parse(readFileSync(path.join(WEB_DIR, 'package.json'), 'utf8')).dependencies['hls.js'];
+  const installed = JSON.parse(readFileSync(path.join(WEB_DIR, 'node_modules/hls.js/package.json'), 'utf8')).version;
+  assert.equal(installed, pinned, 'npm ci installed the pinned hls.js');
+  assert.match(pinned, /^\d+\.\d+\.\d+$/, 'hls.js is pinned to one exact version');
+  assert.equal(sha(path.join(WEB_DIR, 'vendor/hls.min.js')), sha(path.join(WEB_DIR, 'node_modules/hls.js/dist/hls.min.js')),
+    'web/vendor/hls.min.js differs from the npm build: run `npm run vendor` in web/');
 });

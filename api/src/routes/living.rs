@@ -53,6 +53,31 @@ struct StartReq {
     room_type: Option<i64>,
     room_name: Option<String>,
     covert_img: Option<String>,
+    /// Record the room (`--record per-room`): true/false, 1/0 or "true"/"false".
+    #[serde(default)]
+    record: Option<serde_json::Value>,
+}
+
+/// A lenient boolean: JSON true/false, 1/0, or the strings "true"/"false"/"1"/"0"/"on".
+fn flag(v: Option<&serde_json::Value>, name: &str) -> ApiResult<bool> {
+    use serde_json::Value;
+    match v {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+            Ok(n.as_i64() == Some(1))
+        }
+        Some(Value::String(s)) => match s.trim() {
+            "true" | "1" | "on" => Ok(true),
+            "false" | "0" | "off" | "" => Ok(false),
+            _ => Err(ApiError::BadRequest(format!(
+                "{name} must be true or false"
+            ))),
+        },
+        _ => Err(ApiError::BadRequest(format!(
+            "{name} must be true or false"
+        ))),
+    }
 }
 
 async fn start_living(
@@ -72,6 +97,7 @@ async fn start_living(
     let room_name = req
         .room_name
         .ok_or_else(|| ApiError::BadRequest("roomName is required".into()))?;
+    let record = flag(req.record.as_ref(), "record")?;
     let room = state
         .living
         .start(StartRoom {
@@ -81,6 +107,7 @@ async fn start_living(
             room_type: i32::try_from(room_type).unwrap_or(0),
             room_name,
             covert_img: req.covert_img.unwrap_or_default(),
+            record,
         })
         .await?;
     // The anchor's bans, admins and words carry over: the new room's rule set goes to the
@@ -163,10 +190,20 @@ async fn anchor_config(
             state.config.play_base_url.as_deref().unwrap_or(""),
             room.id
         ),
+        "hlsUrl": format!(
+            "{}/live/{}.m3u8",
+            state.config.play_base_url.as_deref().unwrap_or(""),
+            room.id
+        ),
         "userId": viewer.as_ref().map(|v| v.user_id),
         "nickName": viewer.as_ref().map(|v| v.nick_name.clone()),
         "avatar": viewer.as_ref().map(|v| v.avatar.clone()),
         "isAnchor": is_anchor,
+        "thumbnailUrl": format!(
+            "{}/live/{}.jpg",
+            state.config.play_base_url.as_deref().unwrap_or(""),
+            room.id
+        ),
     });
     if is_anchor {
         let host = state
@@ -180,6 +217,8 @@ async fn anchor_config(
         ));
         data["pushServer"] = json!(format!("rtmp://{host}:{}/live", state.config.rtmp_port));
         data["streamKey"] = json!(room.stream_key);
+        data["record"] = json!(recorded(&state, room.record));
+        data["recordMode"] = json!(state.config.record_mode);
     }
     Ok(ok(data))
 }
@@ -243,7 +282,85 @@ async fn records(
     let anchor_id = required(req.anchor_id, "anchorId")?;
     let page = page(req.page, req.page_size)?;
     let (list, has_next) = state.living.records(anchor_id, page).await?;
+    let base = state.config.play_base_url.as_deref().unwrap_or("");
+    let list: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|r| {
+            let replay = r.replay;
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("replay");
+                o.insert(
+                    "replayUrl".into(),
+                    json!(replay.map(|_| format!("{base}/records/{}.flv", r.id))),
+                );
+                o.insert("durationMs".into(), json!(replay.map(|p| p.duration_ms)));
+                o.insert("sizeBytes".into(), json!(replay.map(|p| p.size_bytes)));
+            }
+            v
+        })
+        .collect();
     Ok(ok(json!({ "list": list, "hasNext": has_next })))
+}
+
+/// Whether the room's video is recorded under this `--record` mode.
+fn recorded(state: &ApiState, asked: bool) -> bool {
+    match state.config.record_mode.as_str() {
+        "on" => true,
+        "per-room" => asked,
+        _ => false,
+    }
+}
+
+/// Whether `user_id` may see the stream health of `room`: its anchor and the anchor's room
+/// admins (`t_moderation_admin`).
+pub(crate) async fn may_manage_room(
+    state: &ApiState,
+    user_id: i64,
+    room: &livehouse_living::Room,
+) -> ApiResult<bool> {
+    if room.anchor_id == user_id {
+        return Ok(true);
+    }
+    Ok(state.moderation.is_admin(room.anchor_id, user_id).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthReq {
+    #[serde(default, deserialize_with = "opt_i64")]
+    room_id: Option<i64>,
+}
+
+/// `GET /living/streamHealth?roomId=`: the live stream's health, for the anchor (and admins).
+async fn stream_health(
+    State(state): State<ApiState>,
+    CurrentUser(user_id): CurrentUser,
+    Params(req): Params<HealthReq>,
+) -> ApiResult<impl IntoResponse> {
+    let room_id = room_id(req.room_id)?;
+    let room = state
+        .living
+        .get(room_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("room not found or not live".into()))?;
+    if !may_manage_room(&state, user_id, &room).await? {
+        return Err(ApiError::Forbidden(
+            "only the room's anchor and admins may see its stream health".into(),
+        ));
+    }
+    let Some(media) = &state.media else {
+        return Err(ApiError::Unavailable(
+            "stream health is served by a process running both the api and media roles".into(),
+        ));
+    };
+    let report = media.stream_health(room_id, state.config.max_bitrate_kbps);
+    Ok(ok(json!({
+        "roomId": room_id,
+        "live": report.is_some(),
+        "recording": recorded(&state, room.record),
+        "health": report,
+    })))
 }
 
 pub fn routes() -> Router<ApiState> {
@@ -256,4 +373,5 @@ pub fn routes() -> Router<ApiState> {
         )
         .route("/living/list", post(list).get(list))
         .route("/living/records", get(records))
+        .route("/living/streamHealth", get(stream_health))
 }

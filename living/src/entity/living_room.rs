@@ -25,6 +25,8 @@ pub struct Model {
     pub stream_key: String,
     /// Whether a publisher is pushing video now.
     pub streaming: bool,
+    /// The streamer asked for a recording (`--record per-room`).
+    pub record: bool,
     pub start_time: i64,
     pub update_time: i64,
 }
