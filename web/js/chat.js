@@ -1,7 +1,7 @@
 // The chat panel of a room (viewer page and streamer console): message list, status, send box
 // (Enter sends) and the IM client behind it. Every piece of user text goes through textContent.
 import { h, setChildren, authDialog, session } from './ui.js';
-import { ImClient, MAX_CONTENT_CHARS } from './im.js';
+import { ImClient, MAX_CONTENT_CHARS, PALETTE, MODES, DEFAULT_COLOR } from './im.js';
 import { get } from './api.js';
 import { messageMenuButton, noticeText } from './moderation.js';
 
@@ -48,7 +48,19 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
     dataset: { testid: 'chat-input' }, attrs: { 'aria-label': 'Chat message' },
   });
   const send = h('button', { type: 'submit', className: 'btn btn-primary', text: 'Chat', dataset: { testid: 'chat-send' } });
-  const form = h('form', { className: 'chat-form', autocomplete: 'off' }, input, send);
+  // The danmaku style of one's own messages (pages with danmaku only): a palette colour and a mode.
+  const colorPick = h('select', { className: 'chat-style-color', dataset: { testid: 'danmaku-color' }, attrs: { 'aria-label': 'Danmaku colour', title: 'Danmaku colour' } },
+    ...PALETTE.map(([value, name]) => h('option', { value, text: `● ${name}` })));
+  const modePick = h('select', { className: 'chat-style-mode', dataset: { testid: 'danmaku-mode' }, attrs: { 'aria-label': 'Danmaku position', title: 'Danmaku position' } },
+    ...MODES.map(([value, name]) => h('option', { value, text: name })));
+  const paintPick = () => {
+    colorPick.style.color = colorPick.value;
+  };
+  colorPick.addEventListener('change', paintPick);
+  paintPick();
+  const style = () => ({ color: colorPick.value || DEFAULT_COLOR, mode: modePick.value || 'scroll' });
+  const form = h('form', { className: 'chat-form', autocomplete: 'off' },
+    danmaku ? h('div', { className: 'chat-style' }, colorPick, modePick) : null, input, send);
   const note = h('p', { className: 'chat-note', attrs: { role: 'status' } });
   const head = h('div', { className: 'chat-head' }, h('h2', { text: title }), status);
   list.append(jump);
@@ -159,7 +171,8 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
       note.textContent = ERRORS.content_too_long;
       return;
     }
-    if (!client.send(text)) {
+    const st = style();
+    if (!client.send(text, danmaku ? st : {})) {
       note.textContent = 'Not connected to chat yet; your message was kept.';
       return;
     }
@@ -171,7 +184,7 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
     if (pending.length > 50) pending.shift();
     addLine(node);
     scrollDown();
-    if (danmaku) danmaku.add(text, { self: true });
+    if (danmaku) danmaku.add(text, { self: true, color: st.color, mode: st.mode });
   });
 
   if (!me.loginStatus) {
@@ -200,7 +213,7 @@ export function createChat(root, { roomId, me, anchorId, danmaku, title = 'Strea
       // This connection never gets its own messages back (its other tabs do, and show them).
       if (shown(m.msgId)) return;
       addLine(line({ name: m.senderName, userId: m.userId, content: m.content, msgId: m.msgId }));
-      if (danmaku) danmaku.add(m.content);
+      if (danmaku) danmaku.add(m.content, { color: m.data && m.data.color, mode: m.data && m.data.mode });
     },
     onJoined({ offset, recovered }) {
       if (offset == null) return;

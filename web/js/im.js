@@ -28,6 +28,16 @@ export const APP_ID = 10001;
 export const BIZ_CHAT = 5555;
 export const BIZ_RECALL = 5556;
 export const BIZ_NOTICE = 5557;
+
+/** Danmaku colours every account may use (the server's palette, design §3.2 styles). */
+export const PALETTE = [
+  ['#ffffff', 'White'], ['#fe0302', 'Red'], ['#ff7204', 'Orange'], ['#ffaa02', 'Amber'],
+  ['#ffd302', 'Yellow'], ['#a0ee00', 'Lime'], ['#00cd00', 'Green'], ['#019899', 'Teal'],
+  ['#89d5ff', 'Sky'], ['#4266be', 'Blue'], ['#cc0273', 'Magenta'], ['#9b9b9b', 'Grey'],
+];
+export const DEFAULT_COLOR = '#ffffff';
+/** Danmaku modes: flying right to left, or pinned at the top or the bottom for 4 s. */
+export const MODES = [['scroll', 'Scroll'], ['top', 'Top'], ['bottom', 'Bottom']];
 export const CODE = { FIRST: 1000, LOGIN: 1001, LOGOUT: 1002, BIZ: 1003, HEARTBEAT: 1004, ACK: 1005 };
 export const MAX_CONTENT_CHARS = 200;
 
@@ -456,11 +466,16 @@ export class ImClient {
   }
 
   /** Sends a chat message; false when not connected (nothing was sent). */
-  send(content) {
+  /** Sends a chat message with an optional danmaku style `{color, mode}`; false when not
+   * connected (nothing was sent). */
+  send(content, style = {}) {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN || this.state !== 'online') return false;
     // The gateway stamps the account's name and rebuilds the data from these fields.
-    const data = JSON.stringify({ roomId: this.roomId, content });
+    const fields = { roomId: this.roomId, content };
+    if (style.color && style.color !== DEFAULT_COLOR) fields.color = style.color;
+    if (style.mode && style.mode !== 'scroll') fields.mode = style.mode;
+    const data = JSON.stringify(fields);
     ws.send(frame(CODE.BIZ, { appId: APP_ID, userId: this.cfg.userId, token: this.cfg.token, bizCode: BIZ_CHAT, data }));
     this.stats.sent++;
     return true;

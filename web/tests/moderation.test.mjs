@@ -115,6 +115,12 @@ describe('moderation UI', { timeout: 200000 }, () => {
     const muted = await until('the viewer to be muted', async () => (await state()).muted.find((m) => m.userId === viewer.userId));
     assert.ok(muted.untilMs >= before + 590000 && muted.untilMs <= Date.now() + 610000, `untilMs ${muted.untilMs}`);
     await vPage.locator('[data-testid=chat-notice][data-kind=user_muted]', { hasText: 'Vic Viewer was muted until' }).waitFor({ timeout: 5000 });
+    // The gateway refuses the muted viewer's message and says until when; nobody else sees it.
+    await vPage.getByTestId('chat-input').fill(`while muted ${tag}`);
+    await vPage.getByTestId('chat-input').press('Enter');
+    await vPage.locator('.chat-note[data-error=muted]', { hasText: 'You are muted in this room until' }).waitFor({ timeout: 5000 });
+    await vPage.locator('[data-testid=chat-line].failed', { hasText: `while muted ${tag}` }).waitFor({ timeout: 5000 });
+    await screenshot(vPage, 'moderation-muted-refused');
 
     // The room admin deletes a message from the room page: it disappears for everyone else.
     await lineOf(hPage, `second ${tag}`).getByTestId('msg-menu').click();
@@ -130,6 +136,12 @@ describe('moderation UI', { timeout: 200000 }, () => {
     await hPage.getByTestId('mod-ban').click();
     await until('the viewer to be banned', async () => (await state()).banned.includes(viewer.userId));
     await studio.locator('[data-testid=chat-notice][data-kind=user_banned]').waitFor({ timeout: 5000 });
+    // The banned viewer's chat is closed at once, with the reason, and stays closed.
+    await vPage.locator('[data-testid=chat-status][data-state=error]').waitFor({ timeout: 5000 });
+    await vPage.locator('.chat-note[data-error=banned]').waitFor({ timeout: 5000 });
+    assert.ok(await vPage.getByTestId('chat-input').isDisabled(), 'the banned viewer cannot type');
+    assert.equal(await lineOf(studio, `while muted ${tag}`).count(), 0, 'the refused message never reached the room');
+    await screenshot(vPage, 'moderation-banned');
 
     // The console's panel and log show it all.
     const panel = studio.getByTestId('moderation-panel');
