@@ -325,3 +325,109 @@ async fn danmaku_styles_are_validated_and_rebuilt() {
         serde_json::json!({"roomId": ROOM, "content": "no style"})
     );
 }
+
+/// The answer to this client's own chat message, skipping (and ACKing) the room's deliveries
+/// that its user's other devices cause.
+async fn answer(c: &mut TcpClient, user: i64) -> Msg {
+    loop {
+        let m = c.expect(code::BIZ).await;
+        if matches!(m.data.as_deref(), Some("true") | Some("false")) {
+            return m;
+        }
+        c.send(code::ACK, &ack_body(user, m.msg_id.as_deref().unwrap()))
+            .await;
+    }
+}
+
+/// Two gateways on one cache, each with the chat rate `rate`.
+async fn two_gateways_rate(rate: u32) -> (Env, Env) {
+    let b = Backends::new(LogConfig::default());
+    let g1 = gateway(b.clone(), |c| {
+        c.gateway_id = "gw-1".into();
+        c.chat_rate_per_sec = rate;
+    })
+    .await;
+    let g2 = gateway(b.clone(), |c| {
+        c.gateway_id = "gw-2".into();
+        c.chat_rate_per_sec = rate;
+    })
+    .await;
+    run_msg(&b, vec![g1.gw.clone(), g2.gw.clone()]).await;
+    (g1, g2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_rate_holds_for_the_user_across_devices_and_gateways() {
+    // One message per second: each gateway's own bucket would let one through per device.
+    let (g1, g2) = two_gateways_rate(1).await;
+    let (mut a, _) = g1
+        .tcp_login_with(30, ROOM, serde_json::json!({"deviceId": "phone"}))
+        .await;
+    let (mut b, _) = g2
+        .tcp_login_with(30, ROOM, serde_json::json!({"deviceId": "laptop"}))
+        .await;
+    a.send(code::BIZ, &chat_body(30, ROOM, "from the phone"))
+        .await;
+    assert_eq!(a.expect(code::BIZ).await.data.as_deref(), Some("true"));
+    b.send(code::BIZ, &chat_body(30, ROOM, "from the laptop"))
+        .await;
+    let m = answer(&mut b, 30).await;
+    assert_eq!(m.error.as_deref(), Some(err::RATE_LIMITED), "{m:?}");
+    let wait = m.retry_after_ms.expect("retryAfterMs");
+    assert!(wait > 0 && wait <= 1000, "retry after {wait} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_mode_holds_for_the_user_across_gateways_and_spares_the_anchor() {
+    let (g1, g2) = two_gateways().await;
+    // The rules are in the cache before anyone joins: each gateway loads them at the login.
+    let r = RoomRules {
+        slow_mode_secs: 30,
+        ..rules(1)
+    };
+    announce(&g1.b, &r, ModerationKind::RulesChanged, 0).await;
+    let (mut a, _) = g1
+        .tcp_login_with(31, ROOM, serde_json::json!({"deviceId": "phone"}))
+        .await;
+    let (mut b, _) = g2
+        .tcp_login_with(31, ROOM, serde_json::json!({"deviceId": "laptop"}))
+        .await;
+    let mut anchor = g2.tcp_login(ANCHOR, ROOM).await;
+    let mut viewer = g2.tcp_login(32, ROOM).await;
+
+    a.send(code::BIZ, &chat_body(31, ROOM, "first")).await;
+    assert_eq!(a.expect(code::BIZ).await.data.as_deref(), Some("true"));
+    b.send(code::BIZ, &chat_body(31, ROOM, "second, too soon"))
+        .await;
+    let m = answer(&mut b, 31).await;
+    assert_eq!(m.error.as_deref(), Some(err::SLOW_MODE), "{m:?}");
+    let wait = m.retry_after_ms.expect("retryAfterMs");
+    assert!(
+        wait > 20_000 && wait <= 30_000,
+        "the rest of the 30 s interval: {wait} ms"
+    );
+    // The anchor is exempt: two in a row both go out.
+    for text in ["anchor one", "anchor two"] {
+        anchor.send(code::BIZ, &chat_body(ANCHOR, ROOM, text)).await;
+        assert_eq!(
+            answer(&mut anchor, ANCHOR).await.data.as_deref(),
+            Some("true")
+        );
+    }
+    // The viewer sees the first message and the anchor's, never the refused one.
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let m = viewer.expect(code::BIZ).await;
+        viewer
+            .send(code::ACK, &ack_body(32, m.msg_id.as_deref().unwrap()))
+            .await;
+        seen.push(content(&m));
+    }
+    assert_eq!(seen, ["first", "anchor one", "anchor two"]);
+    viewer
+        .assert_silent(
+            Duration::from_millis(300),
+            "the refused message never arrives",
+        )
+        .await;
+}

@@ -32,6 +32,8 @@ pub async fn run_all(c: &dyn Cache) {
     strings_and_ttl(c).await;
     set_nx_is_a_lock(c).await;
     incr(c).await;
+    incr_window(c).await;
+    throttle(c).await;
     versioned(c).await;
     lists(c).await;
     sets(c).await;
@@ -122,6 +124,96 @@ async fn incr(c: &dyn Cache) {
     assert_eq!(c.incr_by("n:a", 5).await.unwrap(), 5);
     assert_eq!(c.incr_by("n:a", -2).await.unwrap(), 3);
     assert_eq!(c.get("n:a").await.unwrap().as_deref(), Some("3"));
+}
+
+async fn incr_window(c: &dyn Cache) {
+    let w = Duration::from_millis(400);
+    let (n, left) = c.incr_window("win:a", w).await.unwrap();
+    assert_eq!(n, 1, "incr_window: the first call opens the window");
+    assert!(
+        left > Duration::ZERO && left <= w,
+        "incr_window: time left {left:?} within the window"
+    );
+    let (n, left2) = c.incr_window("win:a", w).await.unwrap();
+    assert_eq!(n, 2, "incr_window: counts within the window");
+    assert!(left2 <= left, "incr_window: the window is not extended");
+    assert_eq!(
+        c.incr_window("win:b", w).await.unwrap().0,
+        1,
+        "incr_window: per key"
+    );
+    // After the window the count starts again.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            c.get("win:a").await.unwrap().is_none()
+        })
+        .await,
+        "incr_window: the window expires"
+    );
+    assert_eq!(
+        c.incr_window("win:a", w).await.unwrap().0,
+        1,
+        "incr_window: a new window after expiry"
+    );
+    // A counter without a time to live gets the window's.
+    c.set("win:c", "7", None).await.unwrap();
+    let (n, left) = c.incr_window("win:c", w).await.unwrap();
+    assert_eq!(n, 8, "incr_window: adds to an existing count");
+    assert!(left <= w, "incr_window: a key without TTL gets the window");
+    c.set("win:d", "x", None).await.unwrap();
+    assert!(
+        c.incr_window("win:d", w).await.is_err(),
+        "incr_window: a non-integer is an error"
+    );
+}
+
+async fn throttle(c: &dyn Cache) {
+    let step = Duration::from_millis(300);
+    // A burst of 3, then refused with the time until the next token.
+    for i in 0..3 {
+        assert_eq!(
+            c.throttle("thr:a", step, 3).await.unwrap(),
+            None,
+            "throttle: token {i} of the burst"
+        );
+    }
+    let wait = c.throttle("thr:a", step, 3).await.unwrap();
+    assert!(
+        wait.is_some_and(|w| w > Duration::ZERO && w <= step),
+        "throttle: the 4th waits at most one interval: {wait:?}"
+    );
+    // A refusal takes nothing: once the wait is over, exactly one more passes.
+    tokio::time::sleep(wait.unwrap() + Duration::from_millis(20)).await;
+    assert_eq!(
+        c.throttle("thr:a", step, 3).await.unwrap(),
+        None,
+        "throttle: refilled"
+    );
+    assert!(
+        c.throttle("thr:a", step, 3).await.unwrap().is_some(),
+        "throttle: only one token came back"
+    );
+    // Burst 1 is slow mode: one per interval, the wait is the rest of the interval.
+    let slow = Duration::from_secs(10);
+    assert_eq!(c.throttle("thr:slow", slow, 1).await.unwrap(), None);
+    let wait = c.throttle("thr:slow", slow, 1).await.unwrap();
+    assert!(
+        wait.is_some_and(|w| w > Duration::from_secs(9) && w <= slow),
+        "throttle: slow mode waits the rest of the interval: {wait:?}"
+    );
+    assert_eq!(
+        c.throttle("thr:other", slow, 1).await.unwrap(),
+        None,
+        "throttle: per key"
+    );
+    // The key goes away once the bucket is full again.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            c.get("thr:a").await.unwrap().is_none()
+        })
+        .await,
+        "throttle: a full bucket leaves no key"
+    );
 }
 
 async fn versioned(c: &dyn Cache) {

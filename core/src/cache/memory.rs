@@ -221,6 +221,54 @@ impl Cache for MemoryCache {
         )
     }
 
+    async fn incr_window(&self, key: &str, window: Duration) -> CacheResult<(i64, Duration)> {
+        let now = Instant::now();
+        self.upsert(
+            key,
+            || Value::Str("0".into()),
+            |e| {
+                let Value::Str(s) = &mut e.value else {
+                    return Err(wrong(key));
+                };
+                let n: i64 = s.parse().map_err(|_| wrong(key))?;
+                let n = n.checked_add(1).ok_or_else(|| wrong(key))?;
+                *s = n.to_string();
+                let expires_at = *e.expires_at.get_or_insert(now + window);
+                Ok((n, expires_at.saturating_duration_since(now)))
+            },
+        )
+    }
+
+    async fn throttle(
+        &self,
+        key: &str,
+        interval: Duration,
+        burst: u32,
+    ) -> CacheResult<Option<Duration>> {
+        let now = crate::time::now_ms().max(0) as u64;
+        let step = interval.as_millis().max(1) as u64;
+        let slack = step * u64::from(burst.max(1) - 1);
+        let at = Instant::now();
+        self.upsert(
+            key,
+            || Value::Str(now.to_string()),
+            |e| {
+                let Value::Str(s) = &mut e.value else {
+                    return Err(wrong(key));
+                };
+                let tat: u64 = s.parse::<u64>().map_err(|_| wrong(key))?.max(now);
+                let allow_at = tat.saturating_sub(slack);
+                if now < allow_at {
+                    return Ok(Some(Duration::from_millis(allow_at - now)));
+                }
+                let new_tat = tat + step;
+                *s = new_tat.to_string();
+                e.expires_at = Some(at + Duration::from_millis(new_tat - now));
+                Ok(None)
+            },
+        )
+    }
+
     async fn list_replace(&self, key: &str, items: &[String]) -> CacheResult<()> {
         self.maybe_sweep();
         let mut map = self.map.lock();

@@ -68,6 +68,21 @@ pub trait Cache: Send + Sync + 'static {
     async fn expire(&self, key: &str, ttl: Duration) -> CacheResult<bool>;
     /// Adds `delta` to an integer string (absent = 0) and returns the new value.
     async fn incr_by(&self, key: &str, delta: i64) -> CacheResult<i64>;
+    /// A fixed-window counter: adds 1 to `key`, giving it the time to live `window` when this
+    /// call created it (`INCR` + `PEXPIRE NX`, atomically). Returns the count in the current
+    /// window and the time left until it resets. The building block of rate limits shared by
+    /// every process on the cache.
+    async fn incr_window(&self, key: &str, window: Duration) -> CacheResult<(i64, Duration)>;
+    /// A token bucket shared by every process on the cache (GCRA: one stored "theoretical
+    /// arrival time" per key): one action per `interval` on average, up to `burst` at once.
+    /// Takes one token and returns `None`, or leaves the bucket unchanged and returns how long
+    /// until a token is free. Both adapters do it atomically on the cache's own clock.
+    async fn throttle(
+        &self,
+        key: &str,
+        interval: Duration,
+        burst: u32,
+    ) -> CacheResult<Option<Duration>>;
     /// Stores `value` under a version: the key becomes the string `"<version>:<value>"` (read it
     /// back with [`split_versioned`]) unless it already holds a version ≥ `version`, so of
     /// several writers racing, the newest version wins whatever the order of arrival. An absent

@@ -32,6 +32,33 @@ end
 return 1
 "#;
 
+/// `incr_window`: KEYS[1], ARGV = window ms. Returns {count, ms left}.
+const INCR_WINDOW: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {n, left}
+"#;
+
+/// `throttle` (GCRA): KEYS[1], ARGV = interval ms, burst. Uses the server's clock, so every
+/// process agrees. Returns 0 (token taken) or the ms until one is free.
+const THROTTLE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local step = tonumber(ARGV[1])
+local slack = step * (tonumber(ARGV[2]) - 1)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat - slack
+if now < allow_at then return allow_at - now end
+local new_tat = tat + step
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', new_tat - now)
+return 0
+"#;
+
 const DEL_IF_EQ: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"#;
 
 impl RedisCache {
@@ -139,6 +166,30 @@ impl Cache for RedisCache {
 
     async fn incr_by(&self, key: &str, delta: i64) -> CacheResult<i64> {
         Ok(self.conn().incr(self.k(key), delta).await?)
+    }
+
+    async fn incr_window(&self, key: &str, window: Duration) -> CacheResult<(i64, Duration)> {
+        let (n, left): (i64, i64) = redis::Script::new(INCR_WINDOW)
+            .key(self.k(key))
+            .arg(ms(window).max(1))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok((n, Duration::from_millis(left.max(0) as u64)))
+    }
+
+    async fn throttle(
+        &self,
+        key: &str,
+        interval: Duration,
+        burst: u32,
+    ) -> CacheResult<Option<Duration>> {
+        let wait: i64 = redis::Script::new(THROTTLE)
+            .key(self.k(key))
+            .arg(ms(interval).max(1))
+            .arg(burst.max(1))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
     }
 
     async fn list_replace(&self, key: &str, items: &[String]) -> CacheResult<()> {

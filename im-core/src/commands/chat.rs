@@ -11,6 +11,11 @@
 //! Moderation (design §3.2) is checked on the gateway's local copy of the room's rules, with no
 //! round trip: a banned, muted or word-blocked message is refused with its slug (`muted` with
 //! `untilMs`) and never reaches the bus.
+//!
+//! The per-user chat rate and the room's slow mode hold for the user as a whole, across devices
+//! and gateways: after the local bucket (which stops a flood without a round trip) a token
+//! bucket in the shared cache decides (`rate_limited` / `slow_mode`, both with `retryAfterMs`).
+//! With the cache down, the local bucket alone applies.
 
 use super::{ConnState, Flow};
 use crate::protocol::{self, code, err, Frame, ImMsgBody, BIZ_CHAT, MAX_CONTENT_CHARS};
@@ -60,7 +65,7 @@ pub(crate) fn validate(
     })
 }
 
-pub(crate) fn run(st: &mut ConnState, f: &Frame) -> Flow {
+pub(crate) async fn run(st: &mut ConnState, f: &Frame) -> Flow {
     let Some(body) = super::body_of(st, f) else {
         return Flow::Continue;
     };
@@ -112,6 +117,21 @@ pub(crate) fn run(st: &mut ConnState, f: &Frame) -> Flow {
         st.error(code::BIZ, err::RATE_LIMITED);
         return Flow::Continue;
     }
+    if let Some((slug, retry_after)) = shared_limits(
+        &*gw.cache,
+        login.user,
+        chat.room,
+        gw.cfg.chat_rate_per_sec.max(1),
+        verdict.slow_mode_secs,
+    )
+    .await
+    {
+        let mut b = st.body("false");
+        b.error = Some(slug.to_string());
+        b.retry_after_ms = Some(retry_after.as_millis().max(1) as u64);
+        st.reply(code::BIZ, b);
+        return Flow::Continue;
+    }
     let msg_id = gw.new_msg_id();
     let ev = ChatEvent {
         msg_id: msg_id.clone(),
@@ -142,6 +162,46 @@ pub(crate) fn run(st: &mut ConnState, f: &Frame) -> Flow {
         st.error(code::BIZ, err::UNAVAILABLE);
     }
     Flow::Continue
+}
+
+/// The user's chat rate over all their devices and gateways (`rate` per second, burst `rate`,
+/// as the local bucket), then the room's slow mode (one message per `slow_secs`), both as token
+/// buckets in the shared cache. `Some((slug, retry after))` refuses the message. A cache error
+/// lets it through: the gateway's local bucket has already limited it.
+async fn shared_limits(
+    cache: &dyn livehouse_core::cache::Cache,
+    user: i64,
+    room: i64,
+    rate: u32,
+    slow_secs: u32,
+) -> Option<(&'static str, std::time::Duration)> {
+    use std::time::Duration;
+    let checks = [
+        (
+            format!("im:rate:{user}"),
+            Duration::from_secs(1) / rate.max(1),
+            rate.max(1),
+            err::RATE_LIMITED,
+        ),
+        (
+            format!("im:slow:{room}:{user}"),
+            Duration::from_secs(u64::from(slow_secs)),
+            1,
+            err::SLOW_MODE,
+        ),
+    ];
+    let active = if slow_secs == 0 { 1 } else { 2 };
+    for (key, interval, burst, slug) in &checks[..active] {
+        match cache.throttle(key, *interval, *burst).await {
+            Ok(None) => {}
+            Ok(Some(wait)) => return Some((slug, wait)),
+            Err(e) => {
+                tracing::debug!(error = %e, user, "chat limits: cache unavailable, local only");
+                return None;
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

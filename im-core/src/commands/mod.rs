@@ -138,7 +138,7 @@ pub(crate) async fn dispatch(st: &mut ConnState, f: Frame) -> Flow {
             st.reply(code::LOGOUT, st.body("true"));
             Flow::Close(ws::close::NORMAL)
         }
-        code::BIZ => chat::run(st, &f),
+        code::BIZ => chat::run(st, &f).await,
         other => {
             st.error(other, err::UNKNOWN_CODE);
             Flow::Continue
