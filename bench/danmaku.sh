@@ -19,7 +19,8 @@
 # The server runs on 127.0.0.1 and is driven by `ws_load` spread over several processes.
 # Everything stays on loopback and every phase is bounded in time.
 # Knobs (environment): VIEWERS SENDERS RATE DURATION WARMUP PROCS LINGER_MS IDLE_CONNS
-# HTTP_ADDR TCP_ADDR REDIS_URL ACK_DELAY_MS CLIENT_SCHED.
+# HTTP_ADDR TCP_ADDR REDIS_URL ACK_DELAY_MS CLIENT_SCHED; fanout with moderation rules:
+# RULES_WORDS (blocked words in the room, e.g. 1000) and RULES_MUTES (muted viewers, e.g. 500).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -137,12 +138,15 @@ if [[ "$MODE" == idle || "$MODE" == all ]]; then
 fi
 
 if [[ "$MODE" == fanout || "$MODE" == all ]]; then
-  echo "== fan-out: $VIEWERS viewers, $SENDERS senders x $RATE msg/s, ${DURATION}s (linger ${LINGER_MS} ms)"
+  RULES_WORDS=${RULES_WORDS:-0}
+  RULES_MUTES=${RULES_MUTES:-0}
+  echo "== fan-out: $VIEWERS viewers, $SENDERS senders x $RATE msg/s, ${DURATION}s (linger ${LINGER_MS} ms), rules: $RULES_WORDS words, $RULES_MUTES mutes"
   start_server
   # shellcheck disable=SC2046
   "${LOAD[@]}" run --http "$HTTP_ADDR" --viewers "$VIEWERS" --senders "$SENDERS" \
     --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" --procs "$PROCS" \
-    --ack-delay-ms "$ACK_DELAY_MS" --server-pid "$SERVER_PID" $(token_args) $(cache_pid_args)
+    --ack-delay-ms "$ACK_DELAY_MS" --server-pid "$SERVER_PID" \
+    --rules-words "$RULES_WORDS" --rules-mutes "$RULES_MUTES" $(token_args) $(cache_pid_args)
   echo "server counters: $(server_counters)"
   stop_server
 fi

@@ -135,6 +135,13 @@ struct RunPlan {
     /// Clients send their ACKs at most this often (ms), batched; 0 = after every read.
     #[arg(long, default_value_t = 200)]
     ack_delay_ms: u64,
+    /// Moderation rules for the room, written to the cache before anyone logs in (needs
+    /// `--redis-url`): this many blocked words (none of them in the load's messages)...
+    #[arg(long, default_value_t = 0)]
+    rules_words: u32,
+    /// ...and this many muted users (viewers, who do not chat).
+    #[arg(long, default_value_t = 0)]
+    rules_mutes: u32,
     #[command(flatten)]
     tokens: Tokens,
 }
@@ -237,7 +244,49 @@ fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     Some((ticks / 100.0, rss))
 }
 
+/// Writes the room's moderation rules (`--rules-words`, `--rules-mutes`) into the server's cache,
+/// as the moderation service would; each gateway loads them at the room's first login.
+fn write_rules(p: &RunPlan) -> anyhow::Result<()> {
+    if p.rules_words == 0 && p.rules_mutes == 0 {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let cache = p
+            .tokens
+            .redis()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("--rules-* need --redis-url"))?;
+        let rules = livehouse_moderation::rules::RoomRules {
+            room_id: p.room,
+            anchor_id: 1,
+            version: 1 << 40,
+            words: (0..p.rules_words)
+                .map(|i| format!("blocked{i:04}w"))
+                .collect(),
+            muted: (0..p.rules_mutes.min(p.viewers))
+                .map(|i| livehouse_moderation::rules::Mute {
+                    user_id: p.first_user + i as i64,
+                    until_ms: 0,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        livehouse_moderation::store::write(&cache, &rules).await?;
+        eprintln!(
+            "room {}: {} blocked words and {} muted users in the cache",
+            p.room,
+            rules.words.len(),
+            rules.muted.len()
+        );
+        anyhow::Ok(())
+    })
+}
+
 fn coordinate_run(p: RunPlan) -> anyhow::Result<()> {
+    write_rules(&p)?;
     let mut workers = Vec::new();
     let mut next = p.first_user;
     let common = |from: i64, count: u32, rate: f64| -> Vec<String> {
