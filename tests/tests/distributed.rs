@@ -226,7 +226,10 @@ impl Client {
         let (in_tx, in_rx) = mpsc::channel::<(i32, Value)>(256);
         let uid = user.id;
         tokio::spawn(async move {
-            let mut beat = tokio::time::interval(GAP / 2);
+            // The first beat goes half a gap after the start, so the login (queued first) is
+            // always the first frame: anything before a login closes the connection.
+            let mut beat =
+                tokio::time::interval_at(tokio::time::Instant::now() + GAP / 2, GAP / 2);
             loop {
                 let (code, body) = tokio::select! {
                     m = out_rx.recv() => match m { Some(m) => m, None => return },
