@@ -2,10 +2,11 @@
 // browser contexts: the studio's moderation panel changes the room's state and its audit log
 // shows each change; a chat message's menu mutes, deletes (the message disappears for other
 // viewers) and bans, from the anchor's console and from a room admin's room page; viewers see
-// the notices. (Refusing a muted viewer's message at the gateway is phase 2.)
+// the notices; the gateway refuses a muted viewer's message and, in slow mode, a message sent too
+// soon, and the sender is told why and for how long.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, newPage, assertNoErrors, screenshot, apiAs, startRoomAs, until } from './helpers.mjs';
+import { startServer, launch, newPage, assertNoErrors, screenshot, apiAs, startRoomAs, until, sleep } from './helpers.mjs';
 
 describe('moderation UI', { timeout: 200000 }, () => {
   let server;
@@ -153,6 +154,50 @@ describe('moderation UI', { timeout: 200000 }, () => {
     assert.equal(log.list[0].actorRole, 'admin');
     assert.equal(log.list[0].targetId, viewer.userId);
     await screenshot(studio, 'moderation-console');
+    assertNoErrors(errors);
+  });
+
+  it('slow mode: viewers see it turn on and off, and a message too soon is refused with the wait', async () => {
+    const slow = await register(`slo_${tag}`, 'Sam Slow');
+    const sPage = await pageAs('slow viewer', slow);
+    await sPage.goto(`${server.base}/room.html?id=${anchor.roomId}`);
+    await sPage.locator('[data-testid=chat-status][data-state=online]').waitFor({ timeout: 15000 });
+    await apiAs(server.base, '/living/moderation/slowMode', { roomId: anchor.roomId, seconds: 30 }, anchor.cookie);
+    await sPage.locator('[data-testid=chat-notice][data-kind=slow_mode_on]', { hasText: 'one message every' }).waitFor({ timeout: 5000 });
+    // The rules reach the gateway within a second of the notice at most: send (each time after
+    // the previous answer) until one is refused.
+    const input = sPage.getByTestId('chat-input');
+    const lineOf = (text) => sPage.locator('[data-testid=chat-line]', { has: sPage.locator('.content', { hasText: text }) });
+    let refused = null;
+    for (let i = 0; i < 6 && !refused; i++) {
+      const text = `slow ${i} ${tag}`;
+      await input.fill(text);
+      await input.press('Enter');
+      const line = lineOf(text);
+      await until(`an answer to "${text}"`, async () => !(await line.evaluate((n) => n.classList.contains('pending'))));
+      if (await line.evaluate((n) => n.classList.contains('failed'))) refused = text;
+      else await sleep(300);
+    }
+    assert.ok(refused, 'a second message within 30 s is refused');
+    const note = sPage.locator('.chat-note[data-error=slow_mode]');
+    await note.waitFor({ timeout: 5000 });
+    const wait = Number((await note.textContent()).match(/send again in (\d+) s/)?.[1]);
+    assert.ok(wait > 20 && wait <= 30, `the sender is told how long to wait: ${await note.textContent()}`);
+    await screenshot(sPage, 'moderation-slow-mode-refused');
+    // Nobody else sees the refused message.
+    const studio = await pageAs('anchor (slow mode)', anchor);
+    await studio.goto(`${server.base}/studio.html?id=${anchor.roomId}`);
+    await studio.locator('[data-testid=chat-status][data-state=online]').waitFor({ timeout: 15000 });
+    await apiAs(server.base, '/living/moderation/slowMode', { roomId: anchor.roomId, seconds: 0 }, anchor.cookie);
+    for (const p of [sPage, studio]) {
+      await p.locator('[data-testid=chat-notice][data-kind=slow_mode_off]').waitFor({ timeout: 5000 });
+    }
+    assert.equal(await lineOf(refused).count(), 1, 'the sender keeps the refused line, marked failed');
+    assert.equal(
+      await studio.locator('[data-testid=chat-line]', { has: studio.locator('.content', { hasText: refused }) }).count(),
+      0,
+      'the refused message never reached the room',
+    );
     assertNoErrors(errors);
   });
 });
