@@ -10,7 +10,6 @@ use livehouse_core::presence::{MemoryPresence, Presence};
 use livehouse_core::time::now_ms;
 use livehouse_im_core::protocol::code;
 use livehouse_im_core::registry;
-use std::time::Duration;
 
 #[tokio::test]
 async fn tokens_are_random_url_safe_and_name_their_user() {
