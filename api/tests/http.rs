@@ -17,6 +17,7 @@ const LIST_DEADLINE: Duration = Duration::from_secs(20);
 struct Server {
     base: String,
     http: reqwest::Client,
+    presence: Arc<dyn livehouse_core::presence::Presence>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -39,10 +40,12 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
     livehouse_api::migrate(&db).await.unwrap();
     let living = LivingService::new(db.clone(), cache.clone());
     let bus: Arc<dyn livehouse_core::bus::Bus> = Arc::new(livehouse_core::bus::MemoryBus::new());
+    let presence: Arc<dyn livehouse_core::presence::Presence> =
+        Arc::new(livehouse_core::presence::MemoryPresence::default());
     let state = ApiState {
         db,
         cache,
-        presence: Arc::new(livehouse_core::presence::MemoryPresence::default()),
+        presence: presence.clone(),
         chatlog: Arc::new(livehouse_core::chatlog::MemoryChatLog::default()),
         chooser: Default::default(),
         living: living.clone(),
@@ -82,6 +85,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
     Some(Server {
         base,
         http: reqwest::Client::new(),
+        presence,
         _stop: tx,
     })
 }
@@ -448,4 +452,145 @@ fn api_router_paths() -> std::collections::BTreeSet<String> {
         &mut out,
     );
     out
+}
+
+/// A session token signed with the test server's secret, expiring at `exp` (epoch seconds).
+fn token_expiring_at(user: i64, exp: i64) -> String {
+    #[derive(serde::Serialize)]
+    struct Claims {
+        sub: String,
+        iat: i64,
+        exp: i64,
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &Claims {
+            sub: user.to_string(),
+            iat: exp - 3600,
+            exp,
+        },
+        &jsonwebtoken::EncodingKey::from_secret(b"test-secret-0123456789"),
+    )
+    .unwrap()
+}
+
+/// A session token is refused once expired (past the 5 s leeway), everywhere a session counts.
+#[tokio::test]
+async fn an_expired_session_token_is_refused() {
+    let Some(s) = server_on(false, true).await else {
+        return;
+    };
+    let (user, _) = s.user("expiring").await;
+    let now = livehouse_core::time::now_ms() / 1000;
+    // The same token shape, still valid: accepted (so the refusal below is about expiry).
+    let fresh = token_expiring_at(user, now + 60);
+    let (status, page) = s.post("/home/initPage", Some(&fresh), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["data"]["loginStatus"], json!(true), "{page}");
+    let expired = token_expiring_at(user, now - 60);
+    let (_, page) = s.post("/home/initPage", Some(&expired), json!({})).await;
+    assert_eq!(page["data"]["loginStatus"], json!(false), "{page}");
+    assert_error(
+        s.post(
+            "/living/startingLiving",
+            Some(&expired),
+            json!({"type": 1, "roomName": "x"}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid or expired",
+    );
+    assert_error(
+        s.post("/im/getImConfig", Some(&expired), json!({})).await,
+        StatusCode::UNAUTHORIZED,
+        "",
+    );
+}
+
+/// `/user/logout` clears the session cookie: the browser's next request is anonymous.
+#[tokio::test]
+async fn logout_clears_the_session_cookie() {
+    let Some(s) = server_on(false, true).await else {
+        return;
+    };
+    let (_, token) = s.user("leaving").await;
+    let res = s
+        .http
+        .post(format!("{}/user/logout", s.base))
+        .header("cookie", format!("livehouse_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("livehouse_token=;") && cookie.contains("Max-Age=0"),
+        "the cookie is cleared: {cookie}"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], json!(200), "{body}");
+    // What the browser sends after it: the emptied cookie, which is no session.
+    let page: Value = s
+        .http
+        .post(format!("{}/home/initPage", s.base))
+        .header("cookie", "livehouse_token=")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"]["loginStatus"], json!(false), "{page}");
+}
+
+/// `/im/online` says whether a user has a live IM connection in the presence store.
+#[tokio::test]
+async fn im_online_follows_the_presence_store() {
+    use livehouse_core::events::GatewayInfo;
+    use livehouse_core::presence::Conn;
+    let Some(s) = server_on(false, true).await else {
+        return;
+    };
+    let online = |user: i64| {
+        let url = format!("{}/im/online?userId={user}", s.base);
+        let http = s.http.clone();
+        async move {
+            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            assert_eq!(v["data"]["userId"], json!(user), "{v}");
+            v["data"]["online"].as_bool().expect("online is a boolean")
+        }
+    };
+    assert!(!online(7).await, "nobody is connected yet");
+    let now = livehouse_core::time::now_ms();
+    let gw = GatewayInfo {
+        id: "gw-online".into(),
+        ws_addr: "ws://gw/ws".into(),
+        tcp_addr: "gw:8085".into(),
+        push_url: "http://gw".into(),
+        sessions: 1,
+    };
+    s.presence.beat(&gw, &[], now).await.unwrap();
+    let conn = Conn {
+        gateway: gw.id.clone(),
+        conn: 1,
+        user: 7,
+        device: String::new(),
+        room: Some(3),
+        at_ms: now,
+    };
+    s.presence.join(&conn, 5, now).await.unwrap();
+    assert!(online(7).await, "a connected user is online");
+    assert!(!online(8).await, "another user is not");
+    s.presence.leave(&conn).await.unwrap();
+    assert!(!online(7).await, "offline after the connection left");
+    assert_error(
+        s.get("/im/online").await,
+        StatusCode::BAD_REQUEST,
+        "userId is required",
+    );
+    assert_error(
+        s.get("/im/online?userId=abc").await,
+        StatusCode::BAD_REQUEST,
+        "",
+    );
 }
