@@ -2,12 +2,15 @@
 # Tests the RTMP part of nginx/ for real with Debian's nginx + libnginx-mod-rtmp:
 # on_publish against a running HTTP server implementing the livehouse nginx hooks, an ffmpeg
 # push with the stream key, an ffprobe pull over RTMP by room id, a refused wrong key, the key
-# not being playable, and on_publish_done.
+# not being playable, a refused second publisher, on_publish_done, and closing the room.
+# nginx's callbacks go through a small recording proxy (python3), so every refusal is asserted
+# by the hooks' own answer (403), not just by ffmpeg failing.
 #
-# By default it starts `media/examples/media_server` (key table: KEY=ROOM). To test against
-# another server implementing POST /media/on_publish|on_update|on_publish_done, set
+# By default it starts `media/examples/media_server` (key table: KEY=ROOM). To test against the
+# livehouse api (or another server implementing POST /media/on_publish|on_update|
+# on_publish_done plus livehouse's /living/anchorConfig and /living/closeLiving), set
 #   LIVEHOUSE_NGINX_API=http://127.0.0.1:8080 LIVEHOUSE_NGINX_KEY=<key of a live room>
-#   LIVEHOUSE_NGINX_ROOM=<its room id>
+#   LIVEHOUSE_NGINX_ROOM=<its room id> LIVEHOUSE_NGINX_TOKEN=<the anchor's session token>
 # Needs: nginx, /usr/lib/nginx/modules/ngx_rtmp_module.so, ffmpeg, ffprobe (.ci/media.sh).
 # Every wait is bounded; every process started here is stopped on exit.
 set -euo pipefail
@@ -15,7 +18,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 module="${LIVEHOUSE_NGINX_RTMP_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so}"
-for bin in nginx ffmpeg ffprobe; do
+for bin in nginx ffmpeg ffprobe python3 curl; do
     command -v "$bin" >/dev/null || { echo "FAIL: $bin not installed (run .ci/media.sh)"; exit 1; }
 done
 [ -f "$module" ] || { echo "FAIL: $module missing (apt-get install libnginx-mod-rtmp)"; exit 1; }
@@ -33,6 +36,7 @@ fail() {
     echo "FAIL: $*"
     echo "--- nginx error log"; tail -n 30 "$work/error.log" 2>/dev/null || true
     echo "--- hooks server log"; tail -n 30 "$work/server.log" 2>/dev/null || true
+    echo "--- hook answers"; cat "$work/hooks.log" 2>/dev/null || true
     exit 1
 }
 
@@ -67,6 +71,7 @@ if [ -n "${LIVEHOUSE_NGINX_API:-}" ]; then
     api="$LIVEHOUSE_NGINX_API"
     key="${LIVEHOUSE_NGINX_KEY:?set LIVEHOUSE_NGINX_KEY}"
     room="${LIVEHOUSE_NGINX_ROOM:?set LIVEHOUSE_NGINX_ROOM}"
+    token="${LIVEHOUSE_NGINX_TOKEN:?set LIVEHOUSE_NGINX_TOKEN (the anchor session token)}"
 else
     key="nginxtestkey0001"
     room=42
@@ -79,10 +84,54 @@ else
 fi
 echo "hooks: $api/media/on_publish (key ${key:0:4}…, room $room)"
 
+# The recording proxy: forwards nginx's callbacks to $api unchanged (redirects included) and
+# writes one line per call to hooks.log: "<path> name=<stream name> -> <status>".
+cat >"$work/proxy.py" <<'PY'
+import http.client, http.server, sys, urllib.parse
+up = urllib.parse.urlsplit(sys.argv[1])
+log = open(sys.argv[2], "a", buffering=1)
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        c = http.client.HTTPConnection(up.hostname, up.port, timeout=15)
+        skip = ("host", "connection", "content-length")
+        c.request("POST", self.path, body, {k: v for k, v in self.headers.items() if k.lower() not in skip})
+        r = c.getresponse()
+        data = r.read()
+        name = urllib.parse.parse_qs(body.decode("latin-1")).get("name", [""])[0]
+        log.write(f"{self.path} name={name} -> {r.status}\n")
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+PY
+: >"$work/hooks.log"
+python3 "$work/proxy.py" "$api" "$work/hooks.log" >"$work/proxy.out" 2>"$work/proxy.err" &
+pids+=($!)
+until_ok 10 grep -q '^[0-9]' "$work/proxy.out" || fail "the recording proxy did not start"
+hooks="http://127.0.0.1:$(head -n1 "$work/proxy.out")"
+# How many callbacks of path $1 for stream name $2 were answered $3.
+answered() { grep -c -F "$1 name=$2 -> $3" "$work/hooks.log" || true; }
+# The room's streaming flag as the api shows it (livehouse api only).
+streaming() {
+    curl -sf -X POST -H 'content-type: application/json' -d "{\"roomId\":$room}" \
+        "$api/living/anchorConfig" | python3 -c 'import json,sys; print(str(json.load(sys.stdin)["data"]["streaming"]).lower())'
+}
+streaming_is() { [ "$(streaming)" = "$1" ]; }
+
 # 2. nginx with nginx/rtmp.conf minus the http-flv-only lines, on a free port, calling $api.
 port="$(free_port)"
 grep -v '# http-flv-only' "$here/rtmp.conf" \
-    | sed -e "s#http://127.0.0.1:8080/media/#$api/media/#" -e "s#listen 1935;#listen 127.0.0.1:$port;#" \
+    | sed -e "s#http://127.0.0.1:8080/media/#$hooks/media/#" -e "s#listen 1935;#listen 127.0.0.1:$port;#" \
     >"$work/rtmp.conf"
 cat >"$work/nginx.conf" <<CONF
 load_module $module;
@@ -123,41 +172,68 @@ streams="$(probe "$rtmp/$room" | sort | tr '\n' ' ')"
 [[ "$streams" == *"h264,video"* && "$streams" == *"aac,audio"* ]] \
     || fail "expected h264 video and aac audio, got: $streams"
 echo "ok: pulled over RTMP by room id: $streams"
+[ "$(answered /media/on_publish "$key" 302)" -ge 1 ] || fail "on_publish did not answer the key with a redirect"
+if [ -n "${LIVEHOUSE_NGINX_API:-}" ]; then
+    until_ok 10 streaming_is true || fail "the room is not marked streaming"
+    echo "ok: the room is marked streaming"
+fi
 
 # 4. The key is not a playable stream name.
 if probe "$rtmp/$key" >/dev/null 2>&1; then fail "the stream key is playable"; fi
 echo "ok: the stream key is not playable"
 
-# 5. A wrong key is refused at publish time.
-if push "wrong-key-$$" 10 >"$work/wrong.log" 2>&1; then fail "a wrong key could publish"; fi
-grep -q 'publish refused: unknown stream key' "$work/server.log" 2>/dev/null \
-    || [ -n "${LIVEHOUSE_NGINX_API:-}" ] || fail "no refusal logged by the hooks server"
-echo "ok: a wrong key is refused"
+# 5. A wrong key is refused at publish time: on_publish answers 403.
+wrong="wrong-key-$$"
+if push "$wrong" 10 >"$work/wrong.log" 2>&1; then fail "a wrong key could publish"; fi
+[ "$(answered /media/on_publish "$wrong" 403)" -ge 1 ] || fail "on_publish did not answer the wrong key with 403"
+[ "$(answered /media/on_publish "$wrong" 302)" = 0 ] || fail "on_publish accepted the wrong key"
+if [ -z "${LIVEHOUSE_NGINX_API:-}" ]; then
+    grep -q 'publish refused: unknown stream key' "$work/server.log" || fail "no refusal logged by the hooks server"
+fi
+echo "ok: a wrong key is refused (on_publish: 403)"
 
-# 6. A second publisher with the same key is refused while the first goes on.
+# 6. A second publisher with the same key is refused while the first goes on: on_publish answers
+#    the second 403, and its on_publish_done does not clear the room's flag.
+before="$(answered /media/on_publish "$key" 403)"
 if push "$key" 10 >"$work/second.log" 2>&1; then fail "a second publisher was accepted"; fi
+[ "$(answered /media/on_publish "$key" 403)" -gt "$before" ] || fail "on_publish did not answer the second publisher with 403"
+[ "$(answered /media/on_publish "$key" 302)" = 1 ] || fail "on_publish accepted a second publisher"
 kill -0 "$pusher" 2>/dev/null || fail "the first publisher stopped"
 probe "$rtmp/$room" >/dev/null || fail "the room's stream is gone after a refused second publisher"
-echo "ok: a second publisher is refused"
+if [ -n "${LIVEHOUSE_NGINX_API:-}" ]; then
+    streaming_is true || fail "the refused second publisher cleared the streaming flag"
+fi
+echo "ok: a second publisher is refused (on_publish: 403)"
 
-# 7. on_publish_done when the publisher stops.
+# 7. on_publish_done when the publisher stops clears the streaming flag.
 kill "$pusher"
-if [ -z "${LIVEHOUSE_NGINX_API:-}" ]; then
+if [ -n "${LIVEHOUSE_NGINX_API:-}" ]; then
+    until_ok 10 streaming_is false || fail "on_publish_done did not clear the streaming flag"
+else
     until_ok 10 grep -q "room_id=$room streaming=false" "$work/server.log" \
         || fail "on_publish_done did not clear the streaming flag"
-    echo "ok: on_publish_done cleared the streaming flag"
 fi
-# 8. Closing the room cuts the publisher (on_update answers 403 within notify_update_timeout).
-if [ -z "${LIVEHOUSE_NGINX_API:-}" ]; then
-    (exec timeout 80 ffmpeg -hide_banner -loglevel error -nostdin -re \
-        -f lavfi -i testsrc2=size=640x360:rate=25 -c:v libx264 -preset ultrafast -g 25 \
-        -t 60 -f flv "$rtmp/$key") >"$work/push2.log" 2>&1 &
-    pusher=$!
-    pids+=($pusher)
-    until_ok 20 probe "$rtmp/$room" || fail "the second session did not go live"
+grep -q '^/media/on_publish_done .* -> 200' "$work/hooks.log" || fail "on_publish_done was not answered 200"
+echo "ok: on_publish_done cleared the streaming flag"
+
+# 8. Closing the room cuts the publisher: on_update answers 403 (nginx asks every
+#    notify_update_timeout) and nginx drops the publisher.
+(exec timeout 80 ffmpeg -hide_banner -loglevel error -nostdin -re \
+    -f lavfi -i testsrc2=size=640x360:rate=25 -c:v libx264 -preset ultrafast -g 25 \
+    -t 60 -f flv "$rtmp/$key") >"$work/push2.log" 2>&1 &
+pusher=$!
+pids+=($pusher)
+until_ok 20 probe "$rtmp/$room" || fail "the second session did not go live"
+if [ -n "${LIVEHOUSE_NGINX_API:-}" ]; then
+    curl -sf -X POST -H 'content-type: application/json' -H "authorization: Bearer $token" \
+        -d "{\"roomId\":$room}" "$api/living/closeLiving" >/dev/null || fail "could not close the room"
+else
     curl -sf -X POST "$api/example/rooms/$room/close" >/dev/null || fail "could not close the room"
-    until_ok 15 bash -c "! kill -0 $pusher 2>/dev/null" || fail "the publisher of a closed room was not cut"
-    grep -q 'room closed: nginx publisher cut' "$work/server.log" || fail "no cut logged"
-    echo "ok: closing the room cuts the publisher"
 fi
+until_ok 15 bash -c "! kill -0 $pusher 2>/dev/null" || fail "the publisher of a closed room was not cut"
+grep -q '^/media/on_update .* -> 403' "$work/hooks.log" || fail "on_update did not answer 403 for the closed room"
+if [ -z "${LIVEHOUSE_NGINX_API:-}" ]; then
+    grep -q 'room closed: nginx publisher cut' "$work/server.log" || fail "no cut logged"
+fi
+echo "ok: closing the room cuts the publisher (on_update: 403)"
 echo "PASS: nginx RTMP configuration"

@@ -13,13 +13,13 @@ export LIVEHOUSE_BIN="${LIVEHOUSE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/li
 LIVEHOUSE_BIN="$(realpath -m "$LIVEHOUSE_BIN")"
 [ -x "$LIVEHOUSE_BIN" ] || cargo build --bin livehouse
 # Like the other real-tool suites: skipped (and said so) on a machine without the tools, a
-# failure when LIVEHOUSE_REQUIRE_BACKENDS=1 (CI).
+# failure in CI (CI=true or LIVEHOUSE_REQUIRE_BACKENDS=1, both set by .ci/run).
 missing=()
 for tool in node npm ffmpeg; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "${LIVEHOUSE_REQUIRE_BACKENDS:-}" = 1 ]; then
-        echo "test-web: ${missing[*]} missing but LIVEHOUSE_REQUIRE_BACKENDS=1 (run .ci/web.sh)" >&2
+    if [ "${LIVEHOUSE_REQUIRE_BACKENDS:-}" = 1 ] || [ "${CI:-}" = "true" ]; then
+        echo "test-web: ${missing[*]} missing but browser tests are required here (CI=${CI:-} LIVEHOUSE_REQUIRE_BACKENDS=${LIVEHOUSE_REQUIRE_BACKENDS:-}; run .ci/web.sh)" >&2
         exit 1
     fi
     echo "SKIPPED: browser tests (${missing[*]} missing; .ci/web.sh installs them)"

@@ -79,6 +79,8 @@ pub struct MediaServer {
     /// Records recovered at start, to report to [`StreamAuth`] once the tasks run.
     recovered: parking_lot::Mutex<Vec<Saved>>,
     thumbs: Arc<thumb::Thumbnails>,
+    /// RTMP connections closed because `rml_rtmp` panicked on their input (see `rtmp`).
+    rtmp_parser_panics: std::sync::atomic::AtomicU64,
 }
 
 impl MediaServer {
@@ -116,6 +118,7 @@ impl MediaServer {
             record_stats: Arc::default(),
             recovered: parking_lot::Mutex::new(recovered),
             thumbs: Arc::new(thumb::Thumbnails::new()),
+            rtmp_parser_panics: Default::default(),
         })
     }
 
@@ -261,6 +264,14 @@ impl MediaServer {
     /// Rooms being published now.
     pub fn live_rooms(&self) -> Vec<i64> {
         self.hub.live_rooms()
+    }
+
+    /// RTMP connections closed because `rml_rtmp` panicked on their input (caught, counted,
+    /// the connection closed; the server keeps serving). Also the counter
+    /// `livehouse_rtmp_parser_panics_total`.
+    pub fn rtmp_parser_panics(&self) -> u64 {
+        self.rtmp_parser_panics
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Fan-out counters: (viewers that had to skip to a keyframe, viewers disconnected as stuck).

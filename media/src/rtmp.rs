@@ -6,6 +6,11 @@
 //! and the per-connection serialization of tags for RTMP players. It must not hold the hub's
 //! locks across an await (it only calls the hub's synchronous methods) and must never buffer
 //! more than one read (64 KiB) plus one RTMP message (bounded by the 24-bit length) per peer.
+//!
+//! `rml_rtmp` panics on some peer input (e.g. an AMF0 `@setDataFrame` data message without a
+//! value indexes an empty list): every call that parses peer bytes goes through [`guarded`],
+//! which turns a panic into an error that closes this connection cleanly and counts it
+//! ([`MediaServer::rtmp_parser_panics`], metric `livehouse_rtmp_parser_panics_total`).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -180,15 +185,17 @@ impl Conn {
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let mut buf = vec![0u8; READ_BUF];
-        let leftover = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut sock, &mut buf))
-            .await
-            .context("handshake timed out")??;
+        let server = self.server.clone();
+        let leftover =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&server, &mut sock, &mut buf))
+                .await
+                .context("handshake timed out")??;
 
         let (mut session, initial) =
             ServerSession::new(ServerSessionConfig::new()).context("session")?;
         self.handle_results(&mut session, initial).await?;
         if !leftover.is_empty() {
-            let results = session.handle_input(&leftover)?;
+            let results = guarded(&server, "input", || session.handle_input(&leftover))??;
             self.handle_results(&mut session, results).await?;
         }
 
@@ -219,7 +226,7 @@ impl Conn {
                     if received > PRE_AUTH_BYTES && self.publishing.is_none() && self.playing.is_none() {
                         bail!("{PRE_AUTH_BYTES} bytes without publish or play");
                     }
-                    let results = session.handle_input(&buf[..n])?;
+                    let results = guarded(&server, "input", || session.handle_input(&buf[..n]))??;
                     self.handle_results(&mut session, results).await?;
                 }
                 tag = next_tag(&mut self.playing) => match tag {
@@ -582,15 +589,41 @@ async fn next_tag(playing: &mut Option<Playing>) -> Option<Tag> {
     }
 }
 
+/// Runs an `rml_rtmp` call that parses peer bytes. A panic inside it (the library panics on
+/// some malformed input) is caught and becomes an error, so the connection closes cleanly
+/// instead of unwinding its task; it is counted. The session is not used after such an error.
+fn guarded<T>(server: &MediaServer, what: &str, f: impl FnOnce() -> T) -> anyhow::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Ok(v),
+        Err(panic) => {
+            server
+                .rtmp_parser_panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!("livehouse_rtmp_parser_panics_total").increment(1);
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::warn!("RTMP peer input made rml_rtmp panic in its {what} parser: {why}");
+            bail!("rml_rtmp panicked on the peer's input ({what}): {why}")
+        }
+    }
+}
+
 /// Runs the server side of the RTMP handshake; returns bytes received after it.
-async fn handshake(sock: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<Vec<u8>> {
+async fn handshake(
+    server: &MediaServer,
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+) -> anyhow::Result<Vec<u8>> {
     let mut hs = Handshake::new(PeerType::Server);
     loop {
         let n = sock.read(buf).await?;
         if n == 0 {
             bail!("closed during handshake");
         }
-        match hs.process_bytes(&buf[..n])? {
+        match guarded(server, "handshake", || hs.process_bytes(&buf[..n]))?? {
             HandshakeProcessResult::InProgress { response_bytes } => {
                 sock.write_all(&response_bytes).await?;
             }

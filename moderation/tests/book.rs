@@ -197,7 +197,7 @@ async fn memory_cache_and_bus() {
     follows_changes(cache, Arc::new(MemoryBus::new()), "moderation-gw1").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_and_kafka() {
     let Some(redis) = testenv::backend("LIVEHOUSE_TEST_REDIS_URL") else {
         return;

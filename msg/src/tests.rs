@@ -284,6 +284,7 @@ async fn messages_get_offsets_and_reach_each_gateway_of_the_room() {
         .map(|(_, b)| b.epoch.clone())
         .collect();
     let top = f.log.inner.top(ROOM, now_ms()).await.unwrap();
+    assert!(!epochs.is_empty(), "batches were pushed");
     assert!(
         epochs.iter().all(|e| *e == top.epoch),
         "batches carry the log's epoch"

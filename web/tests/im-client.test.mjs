@@ -90,8 +90,14 @@ describe('chat client protocol (scripted gateway)', { timeout: 120000 }, () => {
     for (const msgId of ['b-1', 'b-2', 'b-3']) gw.deliver({ msgId, userId: 999, roomId, content: msgId, senderName: 'Zed' });
     await until('the three deliveries', async () => (await delivered()) >= d0 + 3, { timeoutMs: 3000 });
     await page.clock.runFor(flushMs - 20);
-    // A negative check needs some real time to pass: the frames would have arrived by now.
-    await page.waitForTimeout(200);
+    // A marker on the same socket after the clock ran: an ACK sent before it would arrive first
+    // (one WebSocket keeps its order), so once the marker is in, silence is proven.
+    const hb0 = gw.of(1004).length;
+    await page.evaluate(() => {
+      const body = JSON.stringify({ appId: 10001, marker: true });
+      window.__imClient.ws.send(JSON.stringify({ magic: 18673, code: 1004, len: body.length, body }));
+    });
+    await until('the marker frame', () => gw.of(1004).length > hb0, { timeoutMs: 3000 });
     assert.equal(gw.of(1005).length, acks0, 'no ACK before the flush period ends');
     await page.clock.runFor(40);
     await until('the three ACKs', () => gw.of(1005).length >= acks0 + 3, { timeoutMs: 3000 });
@@ -131,7 +137,9 @@ describe('chat client protocol (scripted gateway)', { timeout: 120000 }, () => {
       await until(`reconnect ${k + 1} to be scheduled`, async () => (await reconnects()) >= r0 + k, { timeoutMs: 5000 });
       const lower = 250 * 2 ** k;
       await page.clock.runFor(lower - 60);
-      await page.waitForTimeout(150);
+      // The attempt's timer is still pending (connect() clears it first thing): read from the
+      // page, no real time needs to pass.
+      assert.ok(await page.evaluate(() => window.__imClient.timers.reconnect !== undefined), `attempt ${k + 1} waited at least ${lower} ms`);
       assert.equal(gw.conns.length, conns + k, `attempt ${k + 1} waited at least ${lower} ms`);
       await page.clock.runFor(lower + 120);
       await until(`connection attempt ${k + 1}`, () => gw.conns.length >= conns + k + 1, { timeoutMs: 5000 });
@@ -186,7 +194,9 @@ describe('chat client protocol (scripted gateway)', { timeout: 120000 }, () => {
     gw.replace();
     await page.locator('[data-testid=chat-status][data-state=replaced]').waitFor({ timeout: 3000 });
     await page.clock.runFor(20000);
-    await page.waitForTimeout(200);
+    // No reconnect started or pending (a connect() sets the status and a socket at once).
+    const client = await page.evaluate(() => ({ state: window.__imClient.state, ws: Boolean(window.__imClient.ws), timers: Object.keys(window.__imClient.timers) }));
+    assert.deepEqual(client, { state: 'replaced', ws: false, timers: [] }, 'no automatic reconnect');
     assert.equal(gw.conns.length, conns, 'no automatic reconnect');
     await page.getByRole('button', { name: 'Use chat here' }).click();
     await page.locator('[data-testid=chat-status][data-state=online]').waitFor({ timeout: 5000 });

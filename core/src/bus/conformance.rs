@@ -106,33 +106,150 @@ async fn every_group_gets_every_message(bus: &dyn Bus, prefix: &str) {
     }
 }
 
-/// Two members of one group: together they receive every message; after the first member has
-/// committed its share and left, the second member does not receive those again.
+/// Reads both members of a group until `seen` returns true or `deadline` passes (both are
+/// polled: a member that is not polled may hold up the group). Each delivery is committed, then
+/// handed to `seen` with the member's name. Returns whether `seen` said done.
+async fn read_both(
+    a: &mut Box<dyn Subscription>,
+    b: &mut Box<dyn Subscription>,
+    deadline: tokio::time::Instant,
+    mut seen: impl FnMut(&'static str, String) -> bool,
+) -> bool {
+    loop {
+        let (who, d) = tokio::select! {
+            r = a.next() => { let d = r.unwrap(); a.commit(&d).await.unwrap(); ("a", d) }
+            r = b.next() => { let d = r.unwrap(); b.commit(&d).await.unwrap(); ("b", d) }
+            _ = tokio::time::sleep_until(deadline) => return false,
+        };
+        if seen(who, text(&d)) {
+            return true;
+        }
+    }
+}
+
+/// Two members of one group share its messages: once both are receiving, each message reaches
+/// exactly one of them, and both get some. After the first member has left, the other one gets
+/// everything published to the topic.
 async fn members_share_a_group(bus: &dyn Bus, prefix: &str) {
     let topic = format!("{prefix}.share");
     let group = format!("{prefix}-share");
     let mut a = bus.subscribe(&topic, &group).await.unwrap();
     let mut b = bus.subscribe(&topic, &group).await.unwrap();
+
+    // Settle: until both members have received something, the group may still be sharing out
+    // its partitions (a Kafka rebalance takes seconds), and what is delivered meanwhile may come
+    // twice (at-least-once). Warm-up messages (`w…`) are published until both have one.
+    let deadline = tokio::time::Instant::now() + RECV_DEADLINE * 2;
+    let (mut a_got, mut b_got) = (false, false);
+    let mut n = 0;
+    while !(a_got && b_got) {
+        n += 1;
+        publish(bus, &topic, &format!("warm-{n}"), &format!("w{n}")).await;
+        let window = (tokio::time::Instant::now() + Duration::from_millis(200)).min(deadline);
+        read_both(&mut a, &mut b, window, |who, _| {
+            match who {
+                "a" => a_got = true,
+                _ => b_got = true,
+            }
+            false
+        })
+        .await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "members_share_a_group: the members never both received (a {a_got}, b {b_got})"
+        );
+    }
+
+    // Both are members now: each message goes to exactly one of them.
     let want: BTreeSet<String> = (0..24).map(|i| format!("s{i}")).collect();
     for (i, m) in want.iter().enumerate() {
         publish(bus, &topic, &format!("key-{i}"), m).await;
     }
-    // Both members are read concurrently: a member that is not polled may hold up the group.
+    let mut got: Vec<(&'static str, String)> = Vec::new();
+    let mut distinct = BTreeSet::new();
+    let all = read_both(
+        &mut a,
+        &mut b,
+        tokio::time::Instant::now() + RECV_DEADLINE,
+        |who, m| {
+            if m.starts_with('s') {
+                distinct.insert(m.clone());
+                got.push((who, m));
+            }
+            distinct.len() == want.len()
+        },
+    )
+    .await;
+    assert!(
+        all,
+        "members_share_a_group: only {} of {} delivered",
+        distinct.len(),
+        want.len()
+    );
+    // A duplicate would come right after: listen a little longer (silence is the expectation).
+    read_both(
+        &mut a,
+        &mut b,
+        tokio::time::Instant::now() + Duration::from_millis(500),
+        |who, m| {
+            if m.starts_with('s') {
+                got.push((who, m));
+            }
+            false
+        },
+    )
+    .await;
+    let mut per_message: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (who, m) in &got {
+        per_message.entry(m.as_str()).or_default().push(who);
+    }
+    let twice: Vec<_> = per_message.iter().filter(|(_, w)| w.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "members_share_a_group: each message reaches exactly one member, these did not: {twice:?}"
+    );
+    assert_eq!(
+        per_message
+            .keys()
+            .map(|m| m.to_string())
+            .collect::<BTreeSet<_>>(),
+        want,
+        "members_share_a_group: the members together get every message"
+    );
+    for who in ["a", "b"] {
+        assert!(
+            got.iter().any(|(w, _)| *w == who),
+            "members_share_a_group: member {who} got none of 24 messages: they are not shared"
+        );
+    }
+
+    // The first member leaves: its share goes to the other, which then gets everything (after
+    // a Kafka rebalance, which may take seconds: polled with a deadline).
+    drop(a);
+    let want: BTreeSet<String> = (0..24).map(|i| format!("t{i}")).collect();
+    for (i, m) in want.iter().enumerate() {
+        publish(bus, &topic, &format!("key-{i}"), m).await;
+    }
     let mut got = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + RECV_DEADLINE * 2;
     while got.len() < want.len() {
         let d = tokio::select! {
-            r = a.next() => { let d = r.unwrap(); a.commit(&d).await.unwrap(); d }
-            r = b.next() => { let d = r.unwrap(); b.commit(&d).await.unwrap(); d }
-            _ = tokio::time::sleep_until(deadline) => {
-                panic!("members_share_a_group: only {} of {} delivered", got.len(), want.len())
-            }
+            r = b.next() => r.unwrap(),
+            _ = tokio::time::sleep_until(deadline) => panic!(
+                "members_share_a_group: after the first member left, the other got only {} of {}",
+                got.len(),
+                want.len()
+            ),
         };
-        got.insert(text(&d));
+        b.commit(&d).await.unwrap();
+        let m = text(&d);
+        if m.starts_with('t') {
+            got.insert(m);
+        }
     }
     assert_eq!(
         got, want,
-        "members_share_a_group: the members together get every message"
+        "members_share_a_group: after the first member left, the other gets everything"
     );
 }
 

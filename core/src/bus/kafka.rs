@@ -270,13 +270,13 @@ impl Drop for KafkaSubscription {
             let _ = consumer.commit_consumer_state(CommitMode::Sync);
             drop(consumer);
         };
+        // librdkafka's close blocks (a synchronous commit, then leaving the group): on a
+        // blocking thread when a runtime is there, in place otherwise.
         match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            Ok(h) => {
                 h.spawn_blocking(close);
             }
-            // Single-threaded runtime (tests) or none: close in place, so the group has been
-            // left when drop returns.
-            _ => close(),
+            Err(_) => close(),
         }
     }
 }
