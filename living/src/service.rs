@@ -196,7 +196,15 @@ pub struct StartRoom {
     pub record: bool,
 }
 
-/// A page request: `page` ≥ 1, `page_size` in 1..=100.
+/// Highest page number a list or record query may ask for. Lists hold at most [`LIST_MAX`]
+/// rooms; records are read newest first, and nobody pages 10,000 deep by hand: a bound keeps
+/// every offset small and every product below overflow.
+pub const MAX_PAGE: u64 = 10_000;
+/// Largest page size.
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// A page request: `page` in 1..=[`MAX_PAGE`], `page_size` in 1..=[`MAX_PAGE_SIZE`], so its
+/// offset is at most about 10^6.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
     pub page: u64,
@@ -205,18 +213,21 @@ pub struct Page {
 
 impl Page {
     pub fn new(page: u64, page_size: u64) -> LivingResult<Self> {
-        if page < 1 {
-            return Err(LivingError::Invalid("page must be at least 1".into()));
+        if !(1..=MAX_PAGE).contains(&page) {
+            return Err(LivingError::Invalid(format!(
+                "page must be between 1 and {MAX_PAGE}"
+            )));
         }
-        if !(1..=100).contains(&page_size) {
-            return Err(LivingError::Invalid(
-                "pageSize must be between 1 and 100".into(),
-            ));
+        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+            return Err(LivingError::Invalid(format!(
+                "pageSize must be between 1 and {MAX_PAGE_SIZE}"
+            )));
         }
         Ok(Page { page, page_size })
     }
     fn offset(&self) -> u64 {
-        (self.page - 1).saturating_mul(self.page_size)
+        // Both bounded by `new`: at most (10^4 - 1) * 100.
+        (self.page - 1) * self.page_size
     }
 }
 
@@ -489,6 +500,10 @@ impl LivingService {
             ));
         }
         let start = page.offset() as usize;
+        // Past the longest list nothing can be found: no cache call.
+        if start >= LIST_MAX {
+            return Ok((Vec::new(), false));
+        }
         // Ask for one extra item to learn whether another page follows.
         let stop = start + page.page_size as usize;
         let mut items = self
