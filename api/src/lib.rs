@@ -1,7 +1,8 @@
 //! # livehouse-api
 //!
 //! The HTTP API of the seed system's routes: accounts ([`accounts`], [`routes::user`]), the home
-//! page, rooms ([`routes::living`]), health and metrics, the OpenAPI document and the web assets.
+//! page, rooms ([`routes::living`]), health and metrics, the OpenAPI document and the web assets
+//! ([`web`]: an allow-list, with a Content-Security-Policy on the pages).
 //! Every response is the envelope `{code, msg, data}` ([`envelope`]); every failure is one
 //! [`error::ApiError`] that knows its status.
 //!
@@ -14,6 +15,7 @@ pub mod flex;
 pub mod params;
 pub mod routes;
 pub mod session;
+pub mod web;
 pub mod webhooks;
 
 use axum::extract::{MatchedPath, Request};
@@ -128,33 +130,13 @@ async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-/// Folders and files of `web/` that are for developers (dependencies, tests), not for browsers.
-const DEV_ONLY: [&str; 5] = [
-    "node_modules",
-    "tests",
-    "scripts",
-    "package.json",
-    "package-lock.json",
-];
-
-/// Rewrites requests for developer-only files of `web/` to a path that does not exist (404).
-fn hide_dev_files(mut req: Request) -> Request {
-    let first = req
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("");
-    if DEV_ONLY.contains(&first) {
-        *req.uri_mut() = axum::http::Uri::from_static("/.not-found");
-    }
-    req
-}
-
 /// All api routes with their state applied, plus the web assets as the fallback.
 pub fn router(state: ApiState) -> Router {
-    let web_dir = state.config.web_dir.clone();
+    let assets = state
+        .config
+        .web_dir
+        .as_deref()
+        .map(|dir| web::WebAssets::new(dir, state.config.play_base_url.as_deref()));
     let mut app = Router::new()
         .merge(routes::user::routes())
         .merge(routes::home::routes())
@@ -165,13 +147,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api-docs/openapi.json", get(openapi))
         .route_layer(middleware::from_fn(track))
         .with_state(state);
-    if let Some(dir) = web_dir {
-        let pages = tower_http::services::ServeDir::new(dir);
-        app = app.fallback_service(
-            tower::ServiceBuilder::new()
-                .map_request(hide_dev_files)
-                .service(pages),
-        );
+    if let Some(assets) = assets {
+        app = app.fallback(move |req: Request| assets.clone().serve(req));
     }
     app.layer(axum::extract::DefaultBodyLimit::max(params::MAX_BODY))
 }
