@@ -61,6 +61,9 @@ pub struct ApiConfig {
     pub record_mode: String,
     /// Bitrate above which stream health warns (kbit/s; 0 = none).
     pub max_bitrate_kbps: u32,
+    /// Session cookies are `Secure` (`--public-url https://…`); otherwise only for requests
+    /// marked [`session::OverTls`].
+    pub secure_cookies: bool,
 }
 
 /// Where `/living/streamHealth` reads a room's stream health: the media server of this process.

@@ -56,6 +56,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
             web_dir: None,
             record_mode: "per-room".into(),
             max_bitrate_kbps: 0,
+            secure_cookies: false,
         }),
         metrics: None,
         media: None,

@@ -68,6 +68,7 @@ async fn server_on(distributed: bool) -> Option<Server> {
             web_dir: None,
             record_mode: "per-room".into(),
             max_bitrate_kbps: 0,
+            secure_cookies: false,
         }),
         metrics: None,
         media: None,

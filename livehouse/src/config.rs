@@ -131,6 +131,21 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+    /// Shared secret of the nginx-rtmp callbacks (`/media/on_publish`, `on_update`,
+    /// `on_publish_done`): nginx sends it as `?secret=` in the callback URLs of `nginx/rtmp.conf`.
+    /// At least 32 random bytes. Without it the callbacks answer 403 (the built-in media server
+    /// does not need them).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_MEDIA_CALLBACK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub media_callback_secret: Option<String>,
+    /// The URL users reach the site by (`https://live.example.com`). With `https://` the session
+    /// cookie is `Secure`. Default: taken from each request (`Secure` over TLS only).
+    #[arg(long, env = "LIVEHOUSE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// Give every new account the anchor tag (may start rooms). Default: on with the embedded
     /// database, off with MySQL.
     #[arg(long, env = "LIVEHOUSE_OPEN_STREAMING", global = true, num_args = 0..=1,
@@ -318,7 +333,8 @@ impl Config {
         };
         format!(
             "http_addr={} rtmp_addr={} im_tcp_addr={} data_dir={} database={} cache={} bus={} \
-             jwt_secret={} open_streaming={} public_host={} web_dir={} im_heartbeat_secs={} \
+             jwt_secret={} media_callback_secret={} public_url={} open_streaming={} \
+             public_host={} web_dir={} im_heartbeat_secs={} \
              blocked_words={} webhook_urls={} webhook_secret={} record={} \
              record_retention_days={} record_max_gb={} max_bitrate={}",
             self.http_addr,
@@ -335,6 +351,12 @@ impl Config {
             } else {
                 "(data dir)"
             },
+            if self.media_callback_secret.is_some() {
+                "***"
+            } else {
+                "(none: nginx callbacks off)"
+            },
+            self.public_url.as_deref().unwrap_or("(request)"),
             self.open_streaming(),
             self.public_host
                 .clone()

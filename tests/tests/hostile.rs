@@ -131,3 +131,197 @@ async fn developer_files_are_not_served_under_any_spelling() {
     assert_eq!(raw_get(&lh, "/%6As/room.js").await.status, 200);
     still_serves(&lh).await;
 }
+
+/// Runs the binary with `args` until it exits (at most 30 s); its exit code and stderr.
+async fn exits_with(args: &[&str]) -> (Option<i32>, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "livehouse-hostile-{}-{}",
+        std::process::id(),
+        livehouse_core::ids::random_hex(4)
+    ));
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(livehouse_e2e::binary())
+            .args(args)
+            .args(["--http-addr", &livehouse_e2e::free_addr().to_string()])
+            .args(["--rtmp-addr", &livehouse_e2e::free_addr().to_string()])
+            .args(["--im-tcp-addr", &livehouse_e2e::free_addr().to_string()])
+            .arg("--data-dir")
+            .arg(&dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the process exits within 30 s")
+    .expect("runs");
+    std::fs::remove_dir_all(&dir).ok();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn weak_or_documented_secrets_refuse_to_start() {
+    for (flag, value, needle) in [
+        ("--jwt-secret", "change-me-to-a-long-secret", "too short"),
+        (
+            "--jwt-secret",
+            "change-me-to-a-long-secret-change-me-to-a-long-secret",
+            "example from the documentation",
+        ),
+        (
+            "--jwt-secret",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "too few",
+        ),
+        (
+            "--media-callback-secret",
+            "MEDIA_CALLBACK_SECRET",
+            "--media-callback-secret is too short",
+        ),
+    ] {
+        let (code, stderr) = exits_with(&[flag, value]).await;
+        assert_eq!(
+            code,
+            Some(1),
+            "{flag} {value} must refuse to start: {stderr}"
+        );
+        assert!(
+            stderr.contains(flag) && stderr.contains(needle),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    // A strong secret starts, and serves.
+    let strong = livehouse_core::ids::random_hex(32);
+    let lh = Livehouse::start(&["--jwt-secret", &strong]).await;
+    still_serves(&lh).await;
+}
+
+#[tokio::test]
+async fn nginx_callbacks_without_the_secret_are_refused() {
+    let secret = livehouse_core::ids::random_hex(24);
+    let lh = Livehouse::start(&["--media-callback-secret", &secret]).await;
+    let (token, cfg) = lh.streamer_with_room("cbanchor", "callbacks").await;
+    let (room, key) = (
+        cfg["roomId"].as_i64().unwrap(),
+        cfg["streamKey"].as_str().unwrap(),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let hook = |name: &str, query: &str, client: &str| {
+        http.post(lh.url(&format!("/media/{name}{query}")))
+            .form(&[
+                ("app", "live"),
+                ("name", key),
+                ("addr", "203.0.113.9"),
+                ("clientid", client),
+            ])
+            .send()
+    };
+    let good = format!("?secret={secret}");
+    // nginx (with the secret) starts the stream.
+    assert_eq!(hook("on_publish", &good, "7").await.unwrap().status(), 302);
+    let streaming = || async {
+        lh.call("/living/anchorConfig", &token, json!({"roomId": room}))
+            .await["data"]["streaming"]
+            .clone()
+    };
+    assert_eq!(streaming().await, json!(true));
+    // A stranger with a guessed client id and address: 403, and nothing changes.
+    for query in [
+        "",
+        "?secret=",
+        "?secret=guess",
+        &format!("?secret={}", &secret[1..]),
+    ] {
+        for name in ["on_publish_done", "on_update", "on_publish"] {
+            let res = hook(name, query, "7").await.unwrap();
+            assert_eq!(res.status(), 403, "{name}{query}");
+        }
+    }
+    assert_eq!(
+        streaming().await,
+        json!(true),
+        "the streaming flag survived"
+    );
+    assert_eq!(
+        hook("on_publish_done", &good, "7").await.unwrap().status(),
+        200
+    );
+    assert_eq!(streaming().await, json!(false));
+    still_serves(&lh).await;
+
+    // Without a configured secret the callbacks are off.
+    let off = Livehouse::start(&[]).await;
+    let res = reqwest::Client::new()
+        .post(off.url("/media/on_publish_done?secret=anything"))
+        .form(&[
+            ("app", "live"),
+            ("name", "k"),
+            ("addr", "1.2.3.4"),
+            ("clientid", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    still_serves(&off).await;
+}
+
+#[tokio::test]
+async fn the_internal_push_endpoint_wants_a_current_token() {
+    let lh = Livehouse::start(&[]).await;
+    for token in [
+        "",
+        "guess",
+        "0.00",
+        // A token of the right shape minted with another secret.
+        &livehouse_core::auth::InternalTokens::new(b"not the deployment secret").current(),
+    ] {
+        let res = reqwest::Client::new()
+            .post(lh.url("/internal/im/push"))
+            .header("x-livehouse-internal", token)
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "token {token:?}");
+    }
+    // The deployment's own token (from the generated secret) is accepted.
+    let secret = std::fs::read_to_string(lh.data_dir.join("jwt.secret")).unwrap();
+    let own = livehouse_core::auth::InternalTokens::new(secret.trim().as_bytes()).current();
+    let res = reqwest::Client::new()
+        .post(lh.url("/internal/im/push"))
+        .header("x-livehouse-internal", own)
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    still_serves(&lh).await;
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_an_https_public_url() {
+    let signup = |lh: &Livehouse, name: &str| {
+        reqwest::Client::new()
+            .post(lh.url("/user/register"))
+            .json(&json!({"username": name, "password": "secret12"}))
+            .send()
+    };
+    let plain = Livehouse::start(&[]).await;
+    let res = signup(&plain, "plaincookie").await.unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let tls = Livehouse::start(&["--public-url", "https://live.example.com"]).await;
+    let res = signup(&tls, "tlscookie").await.unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    still_serves(&tls).await;
+}

@@ -4,7 +4,7 @@ use crate::accounts;
 use crate::envelope::ok;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
-use crate::session::{clear_cookie, session_cookie};
+use crate::session::{clear_cookie, session_cookie, SecureCookie};
 use crate::ApiState;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
@@ -33,9 +33,9 @@ impl Credentials {
     }
 }
 
-fn signed_in(state: &ApiState, user: accounts::User) -> Response {
+fn signed_in(state: &ApiState, user: accounts::User, secure: bool) -> Response {
     let token = state.jwt.issue(user.user_id);
-    let cookie = session_cookie(&token);
+    let cookie = session_cookie(&token, secure);
     (
         [(SET_COOKIE, cookie)],
         ok(json!({ "userId": user.user_id, "token": token })),
@@ -45,6 +45,7 @@ fn signed_in(state: &ApiState, user: accounts::User) -> Response {
 
 async fn register(
     State(state): State<ApiState>,
+    SecureCookie(secure): SecureCookie,
     Params(c): Params<Credentials>,
 ) -> ApiResult<Response> {
     let (username, password, nickname) = c.required()?;
@@ -57,21 +58,22 @@ async fn register(
     )
     .await?;
     metrics::counter!("livehouse_users_registered_total").increment(1);
-    Ok(signed_in(&state, user))
+    Ok(signed_in(&state, user, secure))
 }
 
 async fn login(
     State(state): State<ApiState>,
+    SecureCookie(secure): SecureCookie,
     Params(c): Params<Credentials>,
 ) -> ApiResult<Response> {
     let (username, password, _) = c.required()?;
     let user = accounts::login(&state.db, &username, &password).await?;
     accounts::suspension::refuse_suspended(&state.db, user.user_id).await?;
-    Ok(signed_in(&state, user))
+    Ok(signed_in(&state, user, secure))
 }
 
-async fn logout() -> Response {
-    ([(SET_COOKIE, clear_cookie())], ok(json!({}))).into_response()
+async fn logout(SecureCookie(secure): SecureCookie) -> Response {
+    ([(SET_COOKIE, clear_cookie(secure))], ok(json!({}))).into_response()
 }
 
 pub fn routes() -> Router<ApiState> {
