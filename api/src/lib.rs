@@ -61,6 +61,8 @@ pub struct ApiConfig {
     pub record_mode: String,
     /// Bitrate above which stream health warns (kbit/s; 0 = none).
     pub max_bitrate_kbps: u32,
+    /// Largest request body the API routes read (`--http-max-body-bytes`; larger: 413).
+    pub max_body_bytes: usize,
     /// Session cookies are `Secure` (`--public-url https://…`); otherwise only for requests
     /// marked [`session::OverTls`].
     pub secure_cookies: bool,
@@ -133,8 +135,28 @@ async fn track(req: Request, next: Next) -> Response {
     res
 }
 
+/// A request whose `Content-Length` is over the limit gets its 413 at once, before any of the
+/// body is read (the body limit alone would wait for the bytes).
+async fn refuse_declared_oversize(req: Request, next: Next, max_body: usize) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        let mut res = error::ApiError::TooLarge("request body too large".into()).into_response();
+        res.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return res;
+    }
+    next.run(req).await
+}
+
 /// All api routes with their state applied, plus the web assets as the fallback.
 pub fn router(state: ApiState) -> Router {
+    let max_body = state.config.max_body_bytes;
     let assets = state
         .config
         .web_dir
@@ -153,5 +175,8 @@ pub fn router(state: ApiState) -> Router {
     if let Some(assets) = assets {
         app = app.fallback(move |req: Request| assets.clone().serve(req));
     }
-    app.layer(axum::extract::DefaultBodyLimit::max(params::MAX_BODY))
+    app.layer(middleware::from_fn(move |req: Request, next: Next| {
+        refuse_declared_oversize(req, next, max_body)
+    }))
+    .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }

@@ -56,6 +56,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
             web_dir: None,
             record_mode: "per-room".into(),
             max_bitrate_kbps: 0,
+            max_body_bytes: livehouse_api::params::MAX_BODY,
             secure_cookies: false,
         }),
         metrics: None,

@@ -68,6 +68,7 @@ async fn server_on(distributed: bool) -> Option<Server> {
             web_dir: None,
             record_mode: "per-room".into(),
             max_bitrate_kbps: 0,
+            max_body_bytes: livehouse_api::params::MAX_BODY,
             secure_cookies: false,
         }),
         metrics: None,

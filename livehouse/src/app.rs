@@ -302,6 +302,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
                 web_dir: cfg.web_dir.is_dir().then(|| cfg.web_dir.clone()),
                 record_mode: cfg.record.clone(),
                 max_bitrate_kbps: cfg.max_bitrate,
+                max_body_bytes: cfg.http_max_body_bytes.max(1),
                 secure_cookies: cfg
                     .public_url
                     .as_deref()
@@ -320,10 +321,15 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         }
         // nginx-rtmp's on_publish callbacks check stream keys here (production video path).
         http = http
-            .merge(livehouse_media::nginx_hooks_router(
-                stream_auth.clone(),
-                media_callback_secret.clone(),
-            ))
+            .merge(
+                livehouse_media::nginx_hooks_router(
+                    stream_auth.clone(),
+                    media_callback_secret.clone(),
+                )
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    cfg.http_max_body_bytes.max(1),
+                )),
+            )
             .merge(livehouse_api::router(state));
     } else {
         http = http.merge(ops_router(&backends, metrics.clone()));
@@ -461,14 +467,15 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     let addr = http_listener.local_addr()?;
     tracing::info!("HTTP listening on http://{addr}");
     let stop = shutdown.wait();
+    let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    let limits = crate::http::HttpLimits {
+        header_timeout: secs(cfg.http_header_timeout_secs),
+        idle_timeout: secs(cfg.http_idle_timeout_secs),
+    };
     tasks.spawn(async move {
-        axum::serve(
-            http_listener,
-            http.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        .context("HTTP server")
+        crate::http::serve(http_listener, http, limits, stop)
+            .await
+            .context("HTTP server")
     });
 
     // Run until a signal, or until a task fails.

@@ -131,6 +131,33 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+    /// Seconds a client has to send a request's headers, and to start its next request on a
+    /// kept-alive connection, before the connection is closed (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP connection may move no byte either way (a request body sent slowly, a
+    /// response not read) before it is closed (0 = no limit). WebSocket connections have the IM
+    /// deadlines instead.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_HTTP_IDLE_TIMEOUT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub http_idle_timeout_secs: u64,
+    /// Largest request body the API routes read, in bytes (larger: 413).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_HTTP_MAX_BODY_BYTES",
+        default_value_t = 65536,
+        global = true
+    )]
+    pub http_max_body_bytes: usize,
     /// Shared secret of the nginx-rtmp callbacks (`/media/on_publish`, `on_update`,
     /// `on_publish_done`): nginx sends it as `?secret=` in the callback URLs of `nginx/rtmp.conf`.
     /// At least 32 random bytes. Without it the callbacks answer 403 (the built-in media server
@@ -336,7 +363,8 @@ impl Config {
              jwt_secret={} media_callback_secret={} public_url={} open_streaming={} \
              public_host={} web_dir={} im_heartbeat_secs={} \
              blocked_words={} webhook_urls={} webhook_secret={} record={} \
-             record_retention_days={} record_max_gb={} max_bitrate={}",
+             record_retention_days={} record_max_gb={} max_bitrate={} \
+             http_header_timeout_secs={} http_idle_timeout_secs={} http_max_body_bytes={}",
             self.http_addr,
             self.rtmp_addr,
             self.im_tcp_addr,
@@ -377,6 +405,9 @@ impl Config {
             self.record_retention_days,
             self.record_max_gb,
             self.max_bitrate,
+            self.http_header_timeout_secs,
+            self.http_idle_timeout_secs,
+            self.http_max_body_bytes,
         )
     }
 }
@@ -393,6 +424,9 @@ mod tests {
         assert_eq!(cli.config.rtmp_addr.port(), 1935);
         assert_eq!(cli.config.im_tcp_addr.port(), 8085);
         assert_eq!(cli.config.record, "per-room");
+        assert_eq!(cli.config.http_header_timeout_secs, 10);
+        assert_eq!(cli.config.http_idle_timeout_secs, 60);
+        assert_eq!(cli.config.http_max_body_bytes, 64 * 1024);
         assert!(Cli::try_parse_from(["livehouse", "--record", "sometimes"]).is_err());
         assert!(cli.config.open_streaming(), "on with the embedded database");
         let cli = Cli::try_parse_from([

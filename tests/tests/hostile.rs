@@ -325,3 +325,90 @@ async fn the_session_cookie_is_secure_behind_an_https_public_url() {
     assert!(cookie.contains("; Secure"), "{cookie}");
     still_serves(&tls).await;
 }
+
+/// Reads from `s` until the server closes the connection (EOF or reset); fails after `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration, what: &str) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the server did not close the connection"));
+    got
+}
+
+#[tokio::test]
+async fn slow_headers_idle_keep_alive_and_slow_bodies_are_cut() {
+    let lh = Livehouse::start(&[
+        "--http-header-timeout-secs",
+        "1",
+        "--http-idle-timeout-secs",
+        "2",
+    ])
+    .await;
+    // Headers that never end (slowloris).
+    let mut s = TcpStream::connect(lh.http).await.unwrap();
+    s.write_all(b"GET /living/list?type=1 HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    closed_within(&mut s, Duration::from_secs(10), "unfinished headers").await;
+    // A connection that never sends anything.
+    let mut s = TcpStream::connect(lh.http).await.unwrap();
+    closed_within(&mut s, Duration::from_secs(10), "silent connection").await;
+    // A kept-alive connection after its request.
+    let mut s = TcpStream::connect(lh.http).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = closed_within(&mut s, Duration::from_secs(10), "idle keep-alive").await;
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    // A body that stops halfway.
+    let mut s = TcpStream::connect(lh.http).await.unwrap();
+    s.write_all(
+        b"POST /user/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"username\":",
+    )
+    .await
+    .unwrap();
+    closed_within(&mut s, Duration::from_secs(10), "half a body").await;
+    still_serves(&lh).await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_a_413() {
+    let lh = Livehouse::start(&[]).await;
+    let big = json!({"username": "x".repeat(70 * 1024), "password": "secret12"});
+    for path in ["/user/login", "/user/register", "/living/list"] {
+        let res = reqwest::Client::new()
+            .post(lh.url(path))
+            .json(&big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 413, "{path}");
+    }
+    // A body that claims to be huge is refused before it is read.
+    let res = raw(
+        &lh,
+        b"POST /user/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(res.status, 413);
+    // The limit is a flag.
+    let small = Livehouse::start(&["--http-max-body-bytes", "100"]).await;
+    let res = reqwest::Client::new()
+        .post(small.url("/user/login"))
+        .json(&json!({"username": "x".repeat(200), "password": "secret12"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    still_serves(&lh).await;
+    still_serves(&small).await;
+}
