@@ -93,6 +93,8 @@ pub struct ApiState {
     /// Suspended accounts, refused on every request.
     pub suspensions: Arc<accounts::suspension::Suspensions>,
     pub jwt: JwtKeys,
+    /// Password hashing on a bounded pool of threads with reused memory.
+    pub passwords: accounts::passwords::Passwords,
     pub config: Arc<ApiConfig>,
     pub metrics: Option<PrometheusHandle>,
     /// The media server in this process, for stream health (none when the api runs alone).

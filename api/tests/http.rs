@@ -47,6 +47,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
         bus,
         suspensions: livehouse_api::accounts::suspension::Suspensions::new(),
         jwt: JwtKeys::new(b"test-secret-0123456789"),
+        passwords: livehouse_api::accounts::passwords::Passwords::start(2, 64),
         config: Arc::new(ApiConfig {
             open_streaming,
             rtmp_port: 1935,

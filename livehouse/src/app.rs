@@ -290,6 +290,10 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             moderation: moderation.clone(),
             suspensions,
             jwt: jwt.clone(),
+            passwords: livehouse_api::accounts::passwords::Passwords::start(
+                cfg.auth_hash_workers,
+                cfg.auth_hash_queue,
+            ),
             config: Arc::new(ApiConfig {
                 open_streaming: cfg.open_streaming(),
                 rtmp_port: cfg.rtmp_addr.port(),

@@ -158,6 +158,24 @@ pub struct Config {
         global = true
     )]
     pub http_max_body_bytes: usize,
+    /// Threads hashing passwords (sign-up, sign-in), each keeping one 19 MiB argon2 buffer for
+    /// the life of the process.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_AUTH_HASH_WORKERS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub auth_hash_workers: usize,
+    /// Sign-ups and sign-ins waiting for a hashing thread; beyond it they get 503 with
+    /// `Retry-After`.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_AUTH_HASH_QUEUE",
+        default_value_t = 64,
+        global = true
+    )]
+    pub auth_hash_queue: usize,
     /// Shared secret of the nginx-rtmp callbacks (`/media/on_publish`, `on_update`,
     /// `on_publish_done`): nginx sends it as `?secret=` in the callback URLs of `nginx/rtmp.conf`.
     /// At least 32 random bytes. Without it the callbacks answer 403 (the built-in media server

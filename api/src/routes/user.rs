@@ -51,6 +51,7 @@ async fn register(
     let (username, password, nickname) = c.required()?;
     let user = accounts::register(
         &state.db,
+        &state.passwords,
         &username,
         &password,
         &nickname,
@@ -67,7 +68,7 @@ async fn login(
     Params(c): Params<Credentials>,
 ) -> ApiResult<Response> {
     let (username, password, _) = c.required()?;
-    let user = accounts::login(&state.db, &username, &password).await?;
+    let user = accounts::login(&state.db, &state.passwords, &username, &password).await?;
     accounts::suspension::refuse_suspended(&state.db, user.user_id).await?;
     Ok(signed_in(&state, user, secure))
 }
