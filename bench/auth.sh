@@ -21,7 +21,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 RUST_LOG=warn "$BIN" --http-addr "127.0.0.1:$port" --rtmp-addr 127.0.0.1:0 --im-tcp-addr 127.0.0.1:0 \
     --data-dir "$work/data" --auth-hash-workers "$WORKERS" --auth-hash-queue 1024 \
-    --rate-signup-per-ip 0 --rate-login-per-ip 0 --rate-login-per-account 0 \
+    --rate-signup-per-ip 0 --rate-signup-per-account 0 --rate-login-per-ip 0 --rate-login-per-account 0 \
     >"$work/server.out" 2>"$work/server.log" &
 spid=$!
 trap 'kill $spid 2>/dev/null; wait $spid 2>/dev/null; rm -rf "$work"' EXIT

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod error;
 pub mod flex;
 pub mod params;
+pub mod ratelimit;
 pub mod routes;
 pub mod session;
 pub mod web;
@@ -63,6 +64,8 @@ pub struct ApiConfig {
     pub max_bitrate_kbps: u32,
     /// Largest request body the API routes read (`--http-max-body-bytes`; larger: 413).
     pub max_body_bytes: usize,
+    /// Pre-login rate limits (sign-in, sign-up, IM tokens).
+    pub rate: ratelimit::RateLimits,
     /// Session cookies are `Secure` (`--public-url https://…`); otherwise only for requests
     /// marked [`session::OverTls`].
     pub secure_cookies: bool,

@@ -70,6 +70,7 @@ async fn server_on(distributed: bool) -> Option<Server> {
             record_mode: "per-room".into(),
             max_bitrate_kbps: 0,
             max_body_bytes: livehouse_api::params::MAX_BODY,
+            rate: Default::default(),
             secure_cookies: false,
         }),
         metrics: None,

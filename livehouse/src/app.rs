@@ -127,6 +127,21 @@ fn jwt_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(secret.into_bytes())
 }
 
+/// The pre-login rate limits of the flags (windows: sign-in 5 min, sign-up 1 h, IM token 1 min).
+fn rate_limits(cfg: &Config) -> livehouse_api::ratelimit::RateLimits {
+    use livehouse_api::ratelimit::{
+        Limit, RateLimits, IM_TOKEN_WINDOW_SECS, LOGIN_WINDOW_SECS, SIGNUP_WINDOW_SECS,
+    };
+    RateLimits {
+        login_per_ip: Limit::new(cfg.rate_login_per_ip, LOGIN_WINDOW_SECS),
+        login_per_account: Limit::new(cfg.rate_login_per_account, LOGIN_WINDOW_SECS),
+        signup_per_ip: Limit::new(cfg.rate_signup_per_ip, SIGNUP_WINDOW_SECS),
+        signup_per_account: Limit::new(cfg.rate_signup_per_account, SIGNUP_WINDOW_SECS),
+        im_token_per_ip: Limit::new(cfg.rate_im_token_per_ip, IM_TOKEN_WINDOW_SECS),
+        im_token_per_account: Limit::new(cfg.rate_im_token_per_account, IM_TOKEN_WINDOW_SECS),
+    }
+}
+
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -307,6 +322,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
                 record_mode: cfg.record.clone(),
                 max_bitrate_kbps: cfg.max_bitrate,
                 max_body_bytes: cfg.http_max_body_bytes.max(1),
+                rate: rate_limits(&cfg),
                 secure_cookies: cfg
                     .public_url
                     .as_deref()

@@ -176,6 +176,60 @@ pub struct Config {
         global = true
     )]
     pub auth_hash_queue: usize,
+    /// Sign-in attempts per client IP in 5 minutes; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_LOGIN_PER_IP",
+        default_value_t = 30,
+        global = true
+    )]
+    pub rate_login_per_ip: u32,
+    /// Sign-in attempts per username in 5 minutes (a successful sign-in starts again); over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_LOGIN_PER_ACCOUNT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub rate_login_per_account: u32,
+    /// Sign-ups per client IP in an hour; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_SIGNUP_PER_IP",
+        default_value_t = 20,
+        global = true
+    )]
+    pub rate_signup_per_ip: u32,
+    /// Sign-ups per requested username in an hour; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_SIGNUP_PER_ACCOUNT",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_signup_per_account: u32,
+    /// IM tokens (`/im/getImConfig`) per client IP in a minute; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_IM_TOKEN_PER_IP",
+        default_value_t = 120,
+        global = true
+    )]
+    pub rate_im_token_per_ip: u32,
+    /// IM tokens per user in a minute; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_IM_TOKEN_PER_ACCOUNT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub rate_im_token_per_account: u32,
     /// Shared secret of the nginx-rtmp callbacks (`/media/on_publish`, `on_update`,
     /// `on_publish_done`): nginx sends it as `?secret=` in the callback URLs of `nginx/rtmp.conf`.
     /// At least 32 random bytes. Without it the callbacks answer 403 (the built-in media server

@@ -228,8 +228,7 @@ impl Client {
         tokio::spawn(async move {
             // The first beat goes half a gap after the start, so the login (queued first) is
             // always the first frame: anything before a login closes the connection.
-            let mut beat =
-                tokio::time::interval_at(tokio::time::Instant::now() + GAP / 2, GAP / 2);
+            let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + GAP / 2, GAP / 2);
             loop {
                 let (code, body) = tokio::select! {
                     m = out_rx.recv() => match m { Some(m) => m, None => return },

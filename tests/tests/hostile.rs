@@ -412,3 +412,158 @@ async fn bodies_over_the_limit_get_a_413() {
     still_serves(&lh).await;
     still_serves(&small).await;
 }
+
+/// `POST path` with a JSON body (and a bearer token when given): status, `Retry-After`, body.
+async fn post(
+    lh: &Livehouse,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Option<u64>, Value) {
+    let mut req = reqwest::Client::new().post(lh.url(path)).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.expect("answered");
+    let status = res.status().as_u16();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (status, retry, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn guessing_passwords_is_rate_limited_per_account_and_per_ip() {
+    let lh = Livehouse::start(&["--rate-login-per-ip", "15"]).await;
+    let (status, _, _) = post(
+        &lh,
+        "/user/register",
+        None,
+        json!({"username": "victim", "password": "right-password"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Per account (default 10 in 5 minutes): wrong passwords get 401, then 429.
+    for i in 0..10 {
+        let (status, _, body) = post(
+            &lh,
+            "/user/login",
+            None,
+            json!({"username": "victim", "password": format!("guess{i}")}),
+        )
+        .await;
+        assert_eq!(status, 401, "attempt {i}: {body}");
+    }
+    let (status, retry, body) = post(
+        &lh,
+        "/user/login",
+        None,
+        json!({"username": "victim", "password": "right-password"}),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], json!(429));
+    let retry = retry.expect("a Retry-After header");
+    assert!((1..=300).contains(&retry), "{retry}");
+    // Per IP (15 here): other names from the same address are cut off too.
+    for i in 0..4 {
+        let (status, _, _) = post(
+            &lh,
+            "/user/login",
+            None,
+            json!({"username": format!("nobody{i}"), "password": "whatever1"}),
+        )
+        .await;
+        assert_eq!(status, 401, "attempt {i} from the address");
+    }
+    let (status, retry, _) = post(
+        &lh,
+        "/user/login",
+        None,
+        json!({"username": "someone", "password": "whatever1"}),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert!(retry.is_some());
+    still_serves(&lh).await;
+}
+
+#[tokio::test]
+async fn sign_ups_and_im_tokens_are_rate_limited() {
+    let lh = Livehouse::start(&[
+        "--rate-signup-per-ip",
+        "3",
+        "--rate-im-token-per-account",
+        "2",
+    ])
+    .await;
+    let mut token = String::new();
+    for i in 0..3 {
+        let (status, _, body) = post(
+            &lh,
+            "/user/register",
+            None,
+            json!({"username": format!("signup{i}"), "password": "secret12"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        token = body["data"]["token"].as_str().unwrap().to_string();
+    }
+    let (status, retry, _) = post(
+        &lh,
+        "/user/register",
+        None,
+        json!({"username": "signup3", "password": "secret12"}),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert!(retry.is_some_and(|r| (1..=3600).contains(&r)), "{retry:?}");
+    for _ in 0..2 {
+        let (status, _, body) = post(&lh, "/im/getImConfig", Some(&token), json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, retry, _) = post(&lh, "/im/getImConfig", Some(&token), json!({})).await;
+    assert_eq!(status, 429);
+    assert!(retry.is_some_and(|r| (1..=60).contains(&r)), "{retry:?}");
+    still_serves(&lh).await;
+}
+
+#[tokio::test]
+async fn a_sign_up_burst_leaves_the_memory_bounded() {
+    let lh = Livehouse::start(&[
+        "--rate-signup-per-ip",
+        "0",
+        "--rate-signup-per-account",
+        "0",
+    ])
+    .await;
+    let pid = lh.child.id().expect("running");
+    let rss_mib = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .expect("VmRSS")
+            / 1024
+    };
+    // 48 sign-ups, 16 at a time (bench/auth.sh makes the 300 on a release build).
+    for round in 0..3 {
+        let calls = (0..16).map(|i| {
+            post(
+                &lh,
+                "/user/register",
+                None,
+                json!({"username": format!("burst{round}_{i}"), "password": "secret12"}),
+            )
+        });
+        for (status, _, body) in futures::future::join_all(calls).await {
+            assert!(status == 200 || status == 503, "{status} {body}");
+        }
+    }
+    let rss = rss_mib();
+    assert!(rss <= 256, "RSS after the burst: {rss} MiB");
+    still_serves(&lh).await;
+}

@@ -1,9 +1,11 @@
-//! `POST /user/register`, `/user/login`, `/user/logout`: accounts and the session cookie.
+//! `POST /user/register`, `/user/login`, `/user/logout`: accounts and the session cookie. Sign-up
+//! and sign-in are rate limited per client IP and per username first ([`crate::ratelimit`]).
 
 use crate::accounts;
 use crate::envelope::ok;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
+use crate::ratelimit::{self, Client};
 use crate::session::{clear_cookie, session_cookie, SecureCookie};
 use crate::ApiState;
 use axum::extract::State;
@@ -46,9 +48,11 @@ fn signed_in(state: &ApiState, user: accounts::User, secure: bool) -> Response {
 async fn register(
     State(state): State<ApiState>,
     SecureCookie(secure): SecureCookie,
+    Client(client): Client,
     Params(c): Params<Credentials>,
 ) -> ApiResult<Response> {
     let (username, password, nickname) = c.required()?;
+    ratelimit::signup(&state, &client, &username).await?;
     let user = accounts::register(
         &state.db,
         &state.passwords,
@@ -65,10 +69,18 @@ async fn register(
 async fn login(
     State(state): State<ApiState>,
     SecureCookie(secure): SecureCookie,
+    Client(client): Client,
     Params(c): Params<Credentials>,
 ) -> ApiResult<Response> {
     let (username, password, _) = c.required()?;
+    ratelimit::login(&state, &client, &username).await?;
     let user = accounts::login(&state.db, &state.passwords, &username, &password).await?;
+    ratelimit::clear(
+        state.cache.as_ref(),
+        "login-account",
+        &username.to_ascii_lowercase(),
+    )
+    .await;
     accounts::suspension::refuse_suspended(&state.db, user.user_id).await?;
     Ok(signed_in(&state, user, secure))
 }
