@@ -567,3 +567,101 @@ async fn a_sign_up_burst_leaves_the_memory_bounded() {
     assert!(rss <= 256, "RSS after the burst: {rss} MiB");
     still_serves(&lh).await;
 }
+
+/// A Redis of this test's own (it is stopped and started again), keeping its data in `dir`.
+async fn own_redis(port: u16, dir: &std::path::Path) -> tokio::process::Child {
+    let child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server runs");
+    livehouse_e2e::poll_until("redis answers", Duration::from_secs(10), || async move {
+        TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await;
+    child
+}
+
+#[tokio::test]
+async fn a_cache_outage_serves_rooms_from_sql_and_a_room_closed_meanwhile_stays_closed() {
+    // Needs redis-server, which the Redis suites' machine has.
+    if livehouse_core::testenv::backend("LIVEHOUSE_TEST_REDIS_URL").is_none() {
+        return;
+    }
+    let port = livehouse_e2e::free_addr().port();
+    let dir = std::env::temp_dir().join(format!("livehouse-redis-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = own_redis(port, &dir).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let lh = Livehouse::start(&["--redis-url", &url]).await;
+    let (token, cfg) = lh.streamer_with_room("outage", "through the outage").await;
+    let room = cfg["roomId"].as_i64().unwrap();
+    let list_has_room = || async {
+        let list: Value = reqwest::get(lh.url("/living/list?type=1&pageSize=100"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["code"], json!(200), "{list}");
+        list["data"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == json!(room))
+    };
+    livehouse_e2e::poll_until("the room is listed", Duration::from_secs(10), || {
+        list_has_room()
+    })
+    .await;
+    let live_in_config = || async {
+        let c = lh
+            .call("/living/anchorConfig", &token, json!({"roomId": room}))
+            .await;
+        assert_eq!(c["code"], json!(200), "{c}");
+        c["data"]["roomId"] == json!(room)
+    };
+    assert!(live_in_config().await, "cached as live");
+    // The cache goes down with the room cached as live (saved, so it comes back with it).
+    let saved = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "save"])
+        .output()
+        .unwrap();
+    assert!(saved.status.success());
+    redis.kill().await.unwrap();
+    // Room reads answer from SQL.
+    assert!(list_has_room().await, "the list from SQL");
+    assert!(live_in_config().await, "the room from SQL");
+    // The anchor closes the room during the outage.
+    let closed = lh
+        .call("/living/closeLiving", &token, json!({"roomId": room}))
+        .await;
+    assert_eq!(closed["code"], json!(200), "{closed}");
+    assert!(!list_has_room().await);
+    assert!(!live_in_config().await);
+    // The cache comes back, still holding the room as live: it is not shown live.
+    let _redis = own_redis(port, &dir).await;
+    livehouse_e2e::poll_until("the cache is back", Duration::from_secs(30), || async {
+        reqwest::get(lh.url("/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    for _ in 0..5 {
+        assert!(
+            !live_in_config().await,
+            "a closed room shown live after the outage"
+        );
+        assert!(
+            !list_has_room().await,
+            "a closed room listed after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    still_serves(&lh).await;
+    std::fs::remove_dir_all(&dir).ok();
+}
