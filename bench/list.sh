@@ -20,7 +20,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 cargo build --release --bin livehouse -q
 DATA=$(mktemp -d)
 RUST_LOG=warn target/release/livehouse --http-addr 127.0.0.1:$PORT --rtmp-addr 127.0.0.1:0 \
-    --im-tcp-addr 127.0.0.1:0 --data-dir "$DATA" >"$DATA/server.log" 2>&1 &
+    --im-tcp-addr 127.0.0.1:0 --data-dir "$DATA" --rate-signup-per-ip 0 >"$DATA/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 1 100); do curl -sf $BASE/healthz >/dev/null && break; sleep 0.1; done

@@ -11,6 +11,7 @@
 # on_publish_done plus livehouse's /living/anchorConfig and /living/closeLiving), set
 #   LIVEHOUSE_NGINX_API=http://127.0.0.1:8080 LIVEHOUSE_NGINX_KEY=<key of a live room>
 #   LIVEHOUSE_NGINX_ROOM=<its room id> LIVEHOUSE_NGINX_TOKEN=<the anchor's session token>
+#   LIVEHOUSE_NGINX_SECRET=<its --media-callback-secret>
 # Needs: nginx, /usr/lib/nginx/modules/ngx_rtmp_module.so, ffmpeg, ffprobe (.ci/media.sh).
 # Every wait is bounded; every process started here is stopped on exit.
 set -euo pipefail
@@ -72,11 +73,14 @@ if [ -n "${LIVEHOUSE_NGINX_API:-}" ]; then
     key="${LIVEHOUSE_NGINX_KEY:?set LIVEHOUSE_NGINX_KEY}"
     room="${LIVEHOUSE_NGINX_ROOM:?set LIVEHOUSE_NGINX_ROOM}"
     token="${LIVEHOUSE_NGINX_TOKEN:?set LIVEHOUSE_NGINX_TOKEN (the anchor session token)}"
+    secret="${LIVEHOUSE_NGINX_SECRET:?set LIVEHOUSE_NGINX_SECRET}"
 else
     key="nginxtestkey0001"
     room=42
+    secret="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     (cd "$root" && cargo build -q -p livehouse-media --example media_server)
-    "$root/target/debug/examples/media_server" --rtmp-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+    "${CARGO_TARGET_DIR:-$root/target}/debug/examples/media_server" --rtmp-addr 127.0.0.1:0 \
+        --http-addr 127.0.0.1:0 --callback-secret "$secret" \
         --key "$key=$room" >"$work/server.out" 2>"$work/server.log" &
     pids+=($!)
     until_ok 10 grep -q '^HTTP ' "$work/server.out" || fail "hooks server did not start"
@@ -99,7 +103,7 @@ class Hook(http.server.BaseHTTPRequestHandler):
         r = c.getresponse()
         data = r.read()
         name = urllib.parse.parse_qs(body.decode("latin-1")).get("name", [""])[0]
-        log.write(f"{self.path} name={name} -> {r.status}\n")
+        log.write(f"{self.path.split('?')[0]} name={name} -> {r.status}\n")
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
@@ -132,6 +136,7 @@ streaming_is() { [ "$(streaming)" = "$1" ]; }
 port="$(free_port)"
 grep -v '# http-flv-only' "$here/rtmp.conf" \
     | sed -e "s#http://127.0.0.1:8080/media/#$hooks/media/#" -e "s#listen 1935;#listen 127.0.0.1:$port;#" \
+        -e "s#secret=MEDIA_CALLBACK_SECRET#secret=$secret#" \
     >"$work/rtmp.conf"
 cat >"$work/nginx.conf" <<CONF
 load_module $module;
@@ -155,6 +160,13 @@ push() { # $1 = stream name, $2 = seconds
         -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440 -t "$2" \
         -c:v libx264 -preset ultrafast -tune zerolatency -g 25 -c:a aac -f flv "$rtmp/$1"
 }
+
+# 2b. The callbacks refuse a caller without the secret (a stranger on the api's port).
+code="$(curl -s -o /dev/null -w '%{http_code}' -X POST --data "app=live&name=$key&addr=1.2.3.4&clientid=1" \
+    "$api/media/on_publish_done")"
+[ "$code" = 403 ] || fail "on_publish_done without the secret answered $code, not 403"
+grep -q 'secret=MEDIA_CALLBACK_SECRET' "$work/rtmp.conf" && fail "the placeholder secret was not replaced"
+echo "ok: the callbacks refuse a caller without the secret"
 
 # 3. The publisher with the right key goes live under the room id.
 (exec timeout 80 ffmpeg -hide_banner -loglevel error -nostdin -re \

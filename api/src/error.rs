@@ -20,6 +20,14 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    TooLarge(String),
+    /// A bounded resource (the password hashing queue) is full: 503 with `Retry-After: 1`.
+    #[error("{0}")]
+    Busy(String),
+    /// Over a rate limit: 429 with `Retry-After` (whole seconds).
+    #[error("{msg}")]
+    TooMany { msg: String, retry_after_secs: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -33,6 +41,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,7 +91,19 @@ impl IntoResponse for ApiError {
             msg: self.to_string(),
             data: None,
         };
-        (status, axum::Json(body)).into_response()
+        let retry_after = match &self {
+            ApiError::Busy(_) => Some(1),
+            ApiError::TooMany {
+                retry_after_secs, ..
+            } => Some((*retry_after_secs).max(1)),
+            _ => None,
+        };
+        let mut res = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        res
     }
 }
 

@@ -1,7 +1,8 @@
 //! # livehouse-api
 //!
 //! The HTTP API of the seed system's routes: accounts ([`accounts`], [`routes::user`]), the home
-//! page, rooms ([`routes::living`]), health and metrics, the OpenAPI document and the web assets.
+//! page, rooms ([`routes::living`]), health and metrics, the OpenAPI document and the web assets
+//! ([`web`]: an allow-list, with a Content-Security-Policy on the pages).
 //! Every response is the envelope `{code, msg, data}` ([`envelope`]); every failure is one
 //! [`error::ApiError`] that knows its status.
 //!
@@ -12,8 +13,10 @@ pub mod envelope;
 pub mod error;
 pub mod flex;
 pub mod params;
+pub mod ratelimit;
 pub mod routes;
 pub mod session;
+pub mod web;
 pub mod webhooks;
 
 use axum::extract::{MatchedPath, Request};
@@ -59,6 +62,13 @@ pub struct ApiConfig {
     pub record_mode: String,
     /// Bitrate above which stream health warns (kbit/s; 0 = none).
     pub max_bitrate_kbps: u32,
+    /// Largest request body the API routes read (`--http-max-body-bytes`; larger: 413).
+    pub max_body_bytes: usize,
+    /// Pre-login rate limits (sign-in, sign-up, IM tokens).
+    pub rate: ratelimit::RateLimits,
+    /// Session cookies are `Secure` (`--public-url https://…`); otherwise only for requests
+    /// marked [`session::OverTls`].
+    pub secure_cookies: bool,
 }
 
 /// Where `/living/streamHealth` reads a room's stream health: the media server of this process.
@@ -86,6 +96,8 @@ pub struct ApiState {
     /// Suspended accounts, refused on every request.
     pub suspensions: Arc<accounts::suspension::Suspensions>,
     pub jwt: JwtKeys,
+    /// Password hashing on a bounded pool of threads with reused memory.
+    pub passwords: accounts::passwords::Passwords,
     pub config: Arc<ApiConfig>,
     pub metrics: Option<PrometheusHandle>,
     /// The media server in this process, for stream health (none when the api runs alone).
@@ -128,33 +140,33 @@ async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-/// Folders and files of `web/` that are for developers (dependencies, tests), not for browsers.
-const DEV_ONLY: [&str; 5] = [
-    "node_modules",
-    "tests",
-    "scripts",
-    "package.json",
-    "package-lock.json",
-];
-
-/// Rewrites requests for developer-only files of `web/` to a path that does not exist (404).
-fn hide_dev_files(mut req: Request) -> Request {
-    let first = req
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("");
-    if DEV_ONLY.contains(&first) {
-        *req.uri_mut() = axum::http::Uri::from_static("/.not-found");
+/// A request whose `Content-Length` is over the limit gets its 413 at once, before any of the
+/// body is read (the body limit alone would wait for the bytes).
+async fn refuse_declared_oversize(req: Request, next: Next, max_body: usize) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        let mut res = error::ApiError::TooLarge("request body too large".into()).into_response();
+        res.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return res;
     }
-    req
+    next.run(req).await
 }
 
 /// All api routes with their state applied, plus the web assets as the fallback.
 pub fn router(state: ApiState) -> Router {
-    let web_dir = state.config.web_dir.clone();
+    let max_body = state.config.max_body_bytes;
+    let assets = state
+        .config
+        .web_dir
+        .as_deref()
+        .map(|dir| web::WebAssets::new(dir, state.config.play_base_url.as_deref()));
     let mut app = Router::new()
         .merge(routes::user::routes())
         .merge(routes::home::routes())
@@ -165,13 +177,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api-docs/openapi.json", get(openapi))
         .route_layer(middleware::from_fn(track))
         .with_state(state);
-    if let Some(dir) = web_dir {
-        let pages = tower_http::services::ServeDir::new(dir);
-        app = app.fallback_service(
-            tower::ServiceBuilder::new()
-                .map_request(hide_dev_files)
-                .service(pages),
-        );
+    if let Some(assets) = assets {
+        app = app.fallback(move |req: Request| assets.clone().serve(req));
     }
-    app.layer(axum::extract::DefaultBodyLimit::max(params::MAX_BODY))
+    app.layer(middleware::from_fn(move |req: Request, next: Next| {
+        refuse_declared_oversize(req, next, max_body)
+    }))
+    .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }

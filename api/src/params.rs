@@ -9,7 +9,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
-/// Largest request body the API reads.
+/// Default of the largest request body the API reads (`--http-max-body-bytes`).
 pub const MAX_BODY: usize = 64 * 1024;
 
 pub struct Params<T>(pub T);
@@ -25,12 +25,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
             .unwrap_or("")
             .to_ascii_lowercase();
         let query = req.uri().query().unwrap_or("").to_string();
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
-        if body.len() > MAX_BODY {
-            return Err(ApiError::BadRequest("body too large".into()));
-        }
+        // The limit is the router's `DefaultBodyLimit` (`--http-max-body-bytes`).
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge("request body too large".into())
+            } else {
+                ApiError::BadRequest(format!("unreadable body: {e}"))
+            }
+        })?;
         let parsed = if body.is_empty() {
             serde_urlencoded::from_str::<T>(&query).map_err(|e| e.to_string())
         } else if content_type.starts_with("application/json") {

@@ -74,15 +74,41 @@ impl FromRequestParts<ApiState> for MaybeUser {
     }
 }
 
-/// `Set-Cookie` value carrying a session token (HttpOnly, same-site).
-pub fn session_cookie(token: &str) -> String {
+/// Marks a request that reached the deployment over TLS (inserted as a request extension by
+/// whatever knows: a TLS listener, or a trusted proxy's `X-Forwarded-Proto: https`). Its
+/// session cookie is `Secure`.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
+/// Whether the session cookie of this request must be `Secure`: the site is `https://`
+/// (`--public-url`) or the request came over TLS ([`OverTls`]).
+pub struct SecureCookie(pub bool);
+
+impl FromRequestParts<ApiState> for SecureCookie {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(SecureCookie(
+            state.config.secure_cookies || parts.extensions.get::<OverTls>().is_some(),
+        ))
+    }
+}
+
+/// `Set-Cookie` value carrying a session token (HttpOnly, same-site; `Secure` when `secure`).
+pub fn session_cookie(token: &str, secure: bool) -> String {
     format!(
-        "{COOKIE_NAME}={token}; HttpOnly; Path=/; SameSite=Lax; Max-Age={}",
-        livehouse_core::auth::SESSION_TTL_SECS
+        "{COOKIE_NAME}={token}; HttpOnly; Path=/; SameSite=Lax; Max-Age={}{}",
+        livehouse_core::auth::SESSION_TTL_SECS,
+        if secure { "; Secure" } else { "" }
     )
 }
 
 /// `Set-Cookie` value that clears the session.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE_NAME}=; HttpOnly; Path=/; SameSite=Lax; Max-Age=0")
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE_NAME}=; HttpOnly; Path=/; SameSite=Lax; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
 }

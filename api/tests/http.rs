@@ -53,6 +53,7 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
         bus,
         suspensions: livehouse_api::accounts::suspension::Suspensions::new(),
         jwt: JwtKeys::new(b"test-secret-0123456789"),
+        passwords: livehouse_api::accounts::passwords::Passwords::start(2, 64),
         config: Arc::new(ApiConfig {
             open_streaming,
             rtmp_port: 1935,
@@ -62,6 +63,9 @@ async fn server_on(distributed: bool, open_streaming: bool) -> Option<Server> {
             web_dir: None,
             record_mode: "per-room".into(),
             max_bitrate_kbps: 0,
+            max_body_bytes: livehouse_api::params::MAX_BODY,
+            rate: Default::default(),
+            secure_cookies: false,
         }),
         metrics: None,
         media: None,
@@ -355,6 +359,57 @@ macro_rules! api_suite {
                 assert_error(s.post("/living/anchorConfig", Some(forged), json!({"roomId": 1})).await, StatusCode::UNAUTHORIZED, "invalid or expired");
                 // None of that started a room: the anchor can still start exactly one.
                 s.start(&anchor, 1, "after all that").await;
+            }
+
+            #[tokio::test]
+            async fn every_page_size_and_offset_parameter_is_bounded() {
+                let Some(s) = server_on($distributed, true).await else { return };
+                let (anchor_id, anchor) = s.user("pager").await;
+                let room = s.start(&anchor, 1, "paged").await;
+                let huge = i64::MAX;
+                for path in [
+                    format!("/living/records?anchorId={anchor_id}&page={huge}"),
+                    format!("/living/records?anchorId={anchor_id}&page=10001"),
+                    format!("/living/list?type=1&page={huge}"),
+                    format!("/living/list?type=1&page={huge}&pageSize=100"),
+                ] {
+                    assert_error(s.get(&path).await, StatusCode::BAD_REQUEST, "page must be between 1 and 10000");
+                }
+                assert_error(s.get(&format!("/living/list?type=1&pageSize={huge}")).await, StatusCode::BAD_REQUEST, "pageSize must be between 1 and 100");
+                assert_error(s.get(&format!("/living/records?anchorId={anchor_id}&pageSize=-1")).await, StatusCode::BAD_REQUEST, "pageSize");
+                assert_error(s.get(&format!("/living/records?anchorId={anchor_id}&page=-{huge}")).await, StatusCode::BAD_REQUEST, "page must be at least 1");
+                // Beyond i64: a parse error, not a wrap.
+                assert_error(s.get("/living/list?type=1&page=99999999999999999999").await, StatusCode::BAD_REQUEST, "not an integer");
+                assert_error(s.post("/living/list", None, json!({"type": 1, "page": 18446744073709551615u64})).await, StatusCode::BAD_REQUEST, "out of range");
+                assert_error(s.post("/living/list", None, json!({"type": 1, "page": 1e300})).await, StatusCode::BAD_REQUEST, "integer");
+                assert_error(s.get(&format!("/living/records?anchorId=-{huge}")).await, StatusCode::BAD_REQUEST, "anchorId must be a positive");
+                // The last allowed page answers, empty.
+                let (status, body) = s.get(&format!("/living/records?anchorId={anchor_id}&page=10000&pageSize=100")).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                assert_eq!(body["data"]["list"], json!([]));
+                let (status, body) = s.get("/living/list?type=1&page=10000&pageSize=100").await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                assert_eq!(body["data"]["hasNext"], json!(false));
+                // Chat history and the moderation log: limits and offsets at the extremes.
+                assert_error(s.get(&format!("/im/history?roomId={room}&limit={huge}")).await, StatusCode::BAD_REQUEST, "limit must be between 1 and 100");
+                assert_error(s.get(&format!("/im/history?roomId={room}&before=-{huge}")).await, StatusCode::BAD_REQUEST, "before must be at least 1");
+                let (status, body) = s.get(&format!("/im/history?roomId={room}&before={huge}")).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                let log = |q: String| {
+                    let (http, base, token) = (s.http.clone(), s.base.clone(), anchor.clone());
+                    async move {
+                        let res = http.get(format!("{base}/living/moderation/log?roomId={room}{q}")).bearer_auth(token).send().await.unwrap();
+                        (res.status(), res.json::<Value>().await.unwrap())
+                    }
+                };
+                assert_error(log(format!("&limit={huge}")).await, StatusCode::BAD_REQUEST, "limit must be 1 to 200");
+                let (status, body) = log(format!("&before={huge}")).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                let (status, body) = log(format!("&before=-{huge}")).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                // The server still serves.
+                let (status, _) = s.get("/living/list?type=1").await;
+                assert_eq!(status, StatusCode::OK);
             }
 
             #[tokio::test]

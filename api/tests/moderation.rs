@@ -59,6 +59,7 @@ async fn server_on(distributed: bool) -> Option<Server> {
         bus,
         suspensions: Suspensions::new(),
         jwt: JwtKeys::new(b"test-secret-0123456789"),
+        passwords: livehouse_api::accounts::passwords::Passwords::start(2, 64),
         config: Arc::new(ApiConfig {
             open_streaming: true,
             rtmp_port: 1935,
@@ -68,6 +69,9 @@ async fn server_on(distributed: bool) -> Option<Server> {
             web_dir: None,
             record_mode: "per-room".into(),
             max_bitrate_kbps: 0,
+            max_body_bytes: livehouse_api::params::MAX_BODY,
+            rate: Default::default(),
+            secure_cookies: false,
         }),
         metrics: None,
         media: None,

@@ -8,7 +8,7 @@ use axum::Router;
 use livehouse_api::accounts::suspension::Suspensions;
 use livehouse_api::webhooks::{WebhookConfig, Webhooks};
 use livehouse_api::{ApiConfig, ApiState};
-use livehouse_core::auth::JwtKeys;
+use livehouse_core::auth::{check_secret, InternalTokens, JwtKeys};
 use livehouse_core::bus::{Bus, MemoryBus};
 use livehouse_core::cache::{Cache, MemoryCache, RedisCache};
 use livehouse_core::chatlog::{ChatLog, LogConfig, MemoryChatLog, RedisChatLog};
@@ -101,17 +101,21 @@ async fn connect_kafka(brokers: &str, namespace: Option<&str>) -> anyhow::Result
     Ok(Arc::new(bus))
 }
 
-/// The JWT secret: given, or read from (or generated into) the data dir.
+/// The deployment secret (signs sessions, derives the internal token): given, or read from (or
+/// generated into) the data dir. A given secret must pass [`check_secret`]: the process refuses
+/// to start with a weak one.
 fn jwt_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = &cfg.jwt_secret {
-        anyhow::ensure!(s.len() >= 16, "--jwt-secret must be at least 16 characters");
+        check_secret("--jwt-secret", s).map_err(anyhow::Error::msg)?;
         return Ok(s.as_bytes().to_vec());
     }
     let path = cfg.data_dir.join("jwt.secret");
     if let Ok(s) = std::fs::read_to_string(&path) {
-        if s.trim().len() >= 32 {
+        // Generated here before (64 hex digits); a weak file is replaced.
+        if check_secret("jwt.secret", s.trim()).is_ok() {
             return Ok(s.trim().as_bytes().to_vec());
         }
+        tracing::warn!("{} is weak: a new secret replaces it", path.display());
     }
     let secret = livehouse_core::ids::random_hex(32);
     std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
@@ -121,6 +125,21 @@ fn jwt_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
     Ok(secret.into_bytes())
+}
+
+/// The pre-login rate limits of the flags (windows: sign-in 5 min, sign-up 1 h, IM token 1 min).
+fn rate_limits(cfg: &Config) -> livehouse_api::ratelimit::RateLimits {
+    use livehouse_api::ratelimit::{
+        Limit, RateLimits, IM_TOKEN_WINDOW_SECS, LOGIN_WINDOW_SECS, SIGNUP_WINDOW_SECS,
+    };
+    RateLimits {
+        login_per_ip: Limit::new(cfg.rate_login_per_ip, LOGIN_WINDOW_SECS),
+        login_per_account: Limit::new(cfg.rate_login_per_account, LOGIN_WINDOW_SECS),
+        signup_per_ip: Limit::new(cfg.rate_signup_per_ip, SIGNUP_WINDOW_SECS),
+        signup_per_account: Limit::new(cfg.rate_signup_per_account, SIGNUP_WINDOW_SECS),
+        im_token_per_ip: Limit::new(cfg.rate_im_token_per_ip, IM_TOKEN_WINDOW_SECS),
+        im_token_per_account: Limit::new(cfg.rate_im_token_per_account, IM_TOKEN_WINDOW_SECS),
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -195,7 +214,27 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
              deployment must share a secret, or sessions and internal calls fail across them"
         );
     }
-    let jwt = JwtKeys::new(&jwt_secret(&cfg)?);
+    let secret = jwt_secret(&cfg)?;
+    let jwt = JwtKeys::new(&secret);
+    // Role-to-role calls (msg → gateway push) carry a token of their own derivation, minted
+    // per 5-minute window.
+    let internal_tokens = InternalTokens::new(&secret);
+    drop(secret);
+    if let Some(u) = &cfg.public_url {
+        let lower = u.to_ascii_lowercase();
+        anyhow::ensure!(
+            (lower.starts_with("https://") || lower.starts_with("http://"))
+                && livehouse_api::web::origin_of(&lower).is_some(),
+            "--public-url must be an http:// or https:// URL, got `{u}`"
+        );
+    }
+    let media_callback_secret = match &cfg.media_callback_secret {
+        Some(s) => {
+            check_secret("--media-callback-secret", s).map_err(anyhow::Error::msg)?;
+            Some(s.clone())
+        }
+        None => None,
+    };
     let http_listener = bind(cfg.http_addr, "HTTP").await?;
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     // Operator webhooks: every role that changes rooms or streams tells them (api: rooms and
@@ -266,6 +305,10 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             moderation: moderation.clone(),
             suspensions,
             jwt: jwt.clone(),
+            passwords: livehouse_api::accounts::passwords::Passwords::start(
+                cfg.auth_hash_workers,
+                cfg.auth_hash_queue,
+            ),
             config: Arc::new(ApiConfig {
                 open_streaming: cfg.open_streaming(),
                 rtmp_port: cfg.rtmp_addr.port(),
@@ -278,6 +321,12 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
                 web_dir: cfg.web_dir.is_dir().then(|| cfg.web_dir.clone()),
                 record_mode: cfg.record.clone(),
                 max_bitrate_kbps: cfg.max_bitrate,
+                max_body_bytes: cfg.http_max_body_bytes.max(1),
+                rate: rate_limits(&cfg),
+                secure_cookies: cfg
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://")),
             }),
             metrics: Some(metrics.clone()),
             media: media
@@ -292,7 +341,15 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         }
         // nginx-rtmp's on_publish callbacks check stream keys here (production video path).
         http = http
-            .merge(livehouse_media::nginx_hooks_router(stream_auth.clone()))
+            .merge(
+                livehouse_media::nginx_hooks_router(
+                    stream_auth.clone(),
+                    media_callback_secret.clone(),
+                )
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    cfg.http_max_body_bytes.max(1),
+                )),
+            )
             .merge(livehouse_api::router(state));
     } else {
         http = http.merge(ops_router(&backends, metrics.clone()));
@@ -334,7 +391,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             None => addr.to_string(),
         };
         let http_addr = http_listener.local_addr()?;
-        let internal_token = jwt.service_token();
+        let tokens = internal_tokens.clone();
         let im_cfg = ImConfig {
             gateway_id: cfg
                 .gateway_id
@@ -345,7 +402,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             push_url: format!("http://{}", reachable(http_addr)),
             heartbeat_gap,
             login_timeout: Duration::from_secs(cfg.im_login_timeout_secs.max(1)),
-            internal_auth: Some(Arc::new(move |given: &str| given == internal_token)),
+            internal_auth: Some(Arc::new(move |given: &str| tokens.verify_now(given))),
             fanout_linger: Duration::from_millis(cfg.im_fanout_linger_ms),
             recent_per_room: cfg.im_recent_per_room,
             ..ImConfig::default()
@@ -389,8 +446,8 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     }
 
     if has(Role::Msg) {
-        let token = jwt.service_token();
-        let remote = HttpDelivery::new(Arc::new(move || token.clone()))?;
+        let tokens = internal_tokens.clone();
+        let remote = HttpDelivery::new(Arc::new(move || tokens.current()))?;
         let delivery: Arc<dyn GatewayDelivery> = match &gateway {
             Some(local) => Arc::new(LocalFirstDelivery {
                 local: local.clone(),
@@ -430,14 +487,15 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     let addr = http_listener.local_addr()?;
     tracing::info!("HTTP listening on http://{addr}");
     let stop = shutdown.wait();
+    let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    let limits = crate::http::HttpLimits {
+        header_timeout: secs(cfg.http_header_timeout_secs),
+        idle_timeout: secs(cfg.http_idle_timeout_secs),
+    };
     tasks.spawn(async move {
-        axum::serve(
-            http_listener,
-            http.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        .context("HTTP server")
+        crate::http::serve(http_listener, http, limits, stop)
+            .await
+            .context("HTTP server")
     });
 
     // Run until a signal, or until a task fails.

@@ -131,6 +131,120 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+    /// Seconds a client has to send a request's headers, and to start its next request on a
+    /// kept-alive connection, before the connection is closed (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP connection may move no byte either way (a request body sent slowly, a
+    /// response not read) before it is closed (0 = no limit). WebSocket connections have the IM
+    /// deadlines instead.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_HTTP_IDLE_TIMEOUT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub http_idle_timeout_secs: u64,
+    /// Largest request body the API routes read, in bytes (larger: 413).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_HTTP_MAX_BODY_BYTES",
+        default_value_t = 65536,
+        global = true
+    )]
+    pub http_max_body_bytes: usize,
+    /// Threads hashing passwords (sign-up, sign-in), each keeping one 19 MiB argon2 buffer for
+    /// the life of the process.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_AUTH_HASH_WORKERS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub auth_hash_workers: usize,
+    /// Sign-ups and sign-ins waiting for a hashing thread; beyond it they get 503 with
+    /// `Retry-After`.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_AUTH_HASH_QUEUE",
+        default_value_t = 64,
+        global = true
+    )]
+    pub auth_hash_queue: usize,
+    /// Sign-in attempts per client IP in 5 minutes; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_LOGIN_PER_IP",
+        default_value_t = 30,
+        global = true
+    )]
+    pub rate_login_per_ip: u32,
+    /// Sign-in attempts per username in 5 minutes (a successful sign-in starts again); over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_LOGIN_PER_ACCOUNT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub rate_login_per_account: u32,
+    /// Sign-ups per client IP in an hour; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_SIGNUP_PER_IP",
+        default_value_t = 20,
+        global = true
+    )]
+    pub rate_signup_per_ip: u32,
+    /// Sign-ups per requested username in an hour; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_SIGNUP_PER_ACCOUNT",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_signup_per_account: u32,
+    /// IM tokens (`/im/getImConfig`) per client IP in a minute; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_IM_TOKEN_PER_IP",
+        default_value_t = 120,
+        global = true
+    )]
+    pub rate_im_token_per_ip: u32,
+    /// IM tokens per user in a minute; over it: 429 with `Retry-After`. Counted in the cache, so shared by every api
+    /// process (0 = no limit).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_RATE_IM_TOKEN_PER_ACCOUNT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub rate_im_token_per_account: u32,
+    /// Shared secret of the nginx-rtmp callbacks (`/media/on_publish`, `on_update`,
+    /// `on_publish_done`): nginx sends it as `?secret=` in the callback URLs of `nginx/rtmp.conf`.
+    /// At least 32 random bytes. Without it the callbacks answer 403 (the built-in media server
+    /// does not need them).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_MEDIA_CALLBACK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub media_callback_secret: Option<String>,
+    /// The URL users reach the site by (`https://live.example.com`). With `https://` the session
+    /// cookie is `Secure`. Default: taken from each request (`Secure` over TLS only).
+    #[arg(long, env = "LIVEHOUSE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// Give every new account the anchor tag (may start rooms). Default: on with the embedded
     /// database, off with MySQL.
     #[arg(long, env = "LIVEHOUSE_OPEN_STREAMING", global = true, num_args = 0..=1,
@@ -318,9 +432,11 @@ impl Config {
         };
         format!(
             "http_addr={} rtmp_addr={} im_tcp_addr={} data_dir={} database={} cache={} bus={} \
-             jwt_secret={} open_streaming={} public_host={} web_dir={} im_heartbeat_secs={} \
+             jwt_secret={} media_callback_secret={} public_url={} open_streaming={} \
+             public_host={} web_dir={} im_heartbeat_secs={} \
              blocked_words={} webhook_urls={} webhook_secret={} record={} \
-             record_retention_days={} record_max_gb={} max_bitrate={}",
+             record_retention_days={} record_max_gb={} max_bitrate={} \
+             http_header_timeout_secs={} http_idle_timeout_secs={} http_max_body_bytes={}",
             self.http_addr,
             self.rtmp_addr,
             self.im_tcp_addr,
@@ -335,6 +451,12 @@ impl Config {
             } else {
                 "(data dir)"
             },
+            if self.media_callback_secret.is_some() {
+                "***"
+            } else {
+                "(none: nginx callbacks off)"
+            },
+            self.public_url.as_deref().unwrap_or("(request)"),
             self.open_streaming(),
             self.public_host
                 .clone()
@@ -355,6 +477,9 @@ impl Config {
             self.record_retention_days,
             self.record_max_gb,
             self.max_bitrate,
+            self.http_header_timeout_secs,
+            self.http_idle_timeout_secs,
+            self.http_max_body_bytes,
         )
     }
 }
@@ -371,6 +496,9 @@ mod tests {
         assert_eq!(cli.config.rtmp_addr.port(), 1935);
         assert_eq!(cli.config.im_tcp_addr.port(), 8085);
         assert_eq!(cli.config.record, "per-room");
+        assert_eq!(cli.config.http_header_timeout_secs, 10);
+        assert_eq!(cli.config.http_idle_timeout_secs, 60);
+        assert_eq!(cli.config.http_max_body_bytes, 64 * 1024);
         assert!(Cli::try_parse_from(["livehouse", "--record", "sometimes"]).is_err());
         assert!(cli.config.open_streaming(), "on with the embedded database");
         let cli = Cli::try_parse_from([

@@ -3,13 +3,15 @@
 //! The one binary. `livehouse` (= `livehouse all`) runs every role in one process on embedded
 //! defaults; `livehouse api|living|msg|im-core|media` runs one role on shared backends. This
 //! crate only parses configuration ([`config`]), connects the backends and wires the roles'
-//! `run` entries and routers together ([`app`]); it holds no business logic. `livehouse admin`
+//! `run` entries and routers together ([`app`]) and serves HTTP with deadlines ([`http`]); it
+//! holds no business logic. `livehouse admin`
 //! ([`admin`]) grants account tags on the configured database.
 
 mod adapters;
 mod admin;
 mod app;
 mod config;
+mod http;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -24,7 +24,7 @@ pub mod watch;
 pub use moderation::ModerationService;
 pub use service::{
     LivingError, LivingResult, LivingService, Page, Replay, Room, RoomRecord, RoomSummary,
-    StartRoom,
+    StartRoom, MAX_PAGE, MAX_PAGE_SIZE,
 };
 
 /// Creates or upgrades the rooms tables.

@@ -1,9 +1,17 @@
 //! The rooms service: start, close, look up and list rooms.
 //!
-//! SQL is the truth; the cache holds each room for 30 minutes (with a short-lived empty marker
+//! SQL is the truth; the cache holds each room for 5 minutes (with a short-lived empty marker
 //! for ids that do not exist) and the per-type room lists that [`crate::lists`] rebuilds. List
-//! reads never touch SQL. Must not: know about HTTP or the current user's session (the api
-//! checks identity and the anchor tag; this service checks ownership).
+//! reads do not touch SQL while the cache works.
+//!
+//! With the cache down, room reads fall back to SQL instead of failing, and a change whose cache
+//! entry could not be deleted is remembered (bounded) and deleted before this process reads the
+//! cache again; until then, and for one list rebuild after, its reads go to SQL, so a room closed
+//! during an outage is not shown live afterwards. The 5-minute TTL bounds what a crash during an
+//! outage could leave behind.
+//!
+//! Must not: know about HTTP or the current user's session (the api checks identity and the
+//! anchor tag; this service checks ownership).
 
 use crate::entity::{living_replay, living_room, living_room_record};
 use crate::notify::{Notifier, OperatorEvent};
@@ -19,7 +27,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a room stays in the cache.
-pub const ROOM_CACHE_TTL: Duration = Duration::from_secs(30 * 60);
+pub const ROOM_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+/// Most cache deletions remembered for after an outage (the TTL covers the rest).
+pub const MAX_PENDING_INVALIDATIONS: usize = 100_000;
+/// After deferred deletions are done, list reads stay on SQL this long: the list job rebuilds
+/// the cached lists every second.
+const LISTS_SETTLE: Duration = Duration::from_secs(2);
 /// How long "this id is not a live room" is remembered.
 pub const EMPTY_MARKER_TTL: Duration = Duration::from_secs(10);
 /// Most rooms a list holds.
@@ -196,7 +209,15 @@ pub struct StartRoom {
     pub record: bool,
 }
 
-/// A page request: `page` ≥ 1, `page_size` in 1..=100.
+/// Highest page number a list or record query may ask for. Lists hold at most [`LIST_MAX`]
+/// rooms; records are read newest first, and nobody pages 10,000 deep by hand: a bound keeps
+/// every offset small and every product below overflow.
+pub const MAX_PAGE: u64 = 10_000;
+/// Largest page size.
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// A page request: `page` in 1..=[`MAX_PAGE`], `page_size` in 1..=[`MAX_PAGE_SIZE`], so its
+/// offset is at most about 10^6.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
     pub page: u64,
@@ -205,18 +226,21 @@ pub struct Page {
 
 impl Page {
     pub fn new(page: u64, page_size: u64) -> LivingResult<Self> {
-        if page < 1 {
-            return Err(LivingError::Invalid("page must be at least 1".into()));
+        if !(1..=MAX_PAGE).contains(&page) {
+            return Err(LivingError::Invalid(format!(
+                "page must be between 1 and {MAX_PAGE}"
+            )));
         }
-        if !(1..=100).contains(&page_size) {
-            return Err(LivingError::Invalid(
-                "pageSize must be between 1 and 100".into(),
-            ));
+        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+            return Err(LivingError::Invalid(format!(
+                "pageSize must be between 1 and {MAX_PAGE_SIZE}"
+            )));
         }
         Ok(Page { page, page_size })
     }
     fn offset(&self) -> u64 {
-        (self.page - 1).saturating_mul(self.page_size)
+        // Both bounded by `new`: at most (10^4 - 1) * 100.
+        (self.page - 1) * self.page_size
     }
 }
 
@@ -241,12 +265,21 @@ pub fn validate_start(input: &StartRoom) -> LivingResult<()> {
     Ok(())
 }
 
+/// Cache deletions that failed (the cache was down), to be done before the cache is read again.
+#[derive(Default)]
+struct Deferred {
+    keys: std::collections::HashSet<String>,
+    /// List reads stay on SQL until then (set when deferred deletions were done).
+    lists_settle_until: Option<std::time::Instant>,
+}
+
 /// The rooms service. Cheap to clone.
 #[derive(Clone)]
 pub struct LivingService {
     db: DatabaseConnection,
     cache: Arc<dyn Cache>,
     notifier: Arc<dyn Notifier>,
+    deferred: Arc<parking_lot::Mutex<Deferred>>,
 }
 
 impl LivingService {
@@ -255,6 +288,58 @@ impl LivingService {
             db,
             cache,
             notifier: crate::notify::silent(),
+            deferred: Default::default(),
+        }
+    }
+
+    /// Deletes a room's cache entry after its SQL row changed; when the cache is down, the
+    /// deletion is remembered for [`Self::flush_invalidations`] and the change still stands.
+    async fn invalidate(&self, key: String) {
+        if let Err(e) = self.cache.del(&key).await {
+            metrics::counter!("livehouse_room_cache_deferred_total").increment(1);
+            tracing::warn!(error = %e, %key, "cache down: room cache deletion deferred");
+            let mut d = self.deferred.lock();
+            if d.keys.len() < MAX_PENDING_INVALIDATIONS {
+                d.keys.insert(key);
+            }
+        }
+    }
+
+    /// Does the deletions deferred during a cache outage. True when none is left (the cache may
+    /// be read).
+    pub async fn flush_invalidations(&self) -> bool {
+        let keys: Vec<String> = {
+            let d = self.deferred.lock();
+            if d.keys.is_empty() {
+                return true;
+            }
+            d.keys.iter().cloned().collect()
+        };
+        for key in keys {
+            if self.cache.del(&key).await.is_err() {
+                return false;
+            }
+            self.deferred.lock().keys.remove(&key);
+        }
+        let mut d = self.deferred.lock();
+        d.lists_settle_until = Some(std::time::Instant::now() + LISTS_SETTLE);
+        d.keys.is_empty()
+    }
+
+    /// Whether the cached lists may be read: no deferred deletion, and the list job has had
+    /// time to rebuild since the last ones were done.
+    async fn lists_fresh(&self) -> bool {
+        if !self.flush_invalidations().await {
+            return false;
+        }
+        let mut d = self.deferred.lock();
+        match d.lists_settle_until {
+            Some(t) if std::time::Instant::now() < t => false,
+            Some(_) => {
+                d.lists_settle_until = None;
+                true
+            }
+            None => true,
         }
     }
 
@@ -309,7 +394,7 @@ impl LivingService {
         };
         let room = Room::from(model);
         // Forget any "not found" marker cached for this id.
-        self.cache.del(&room_key(room.id)).await?;
+        self.invalidate(room_key(room.id)).await;
         metrics::counter!("livehouse_rooms_started_total").increment(1);
         self.notifier.notify(OperatorEvent::new(
             "room_started",
@@ -361,7 +446,7 @@ impl LivingService {
             return Err(LivingError::NotFound);
         }
         txn.commit().await?;
-        self.cache.del(&room_key(room_id)).await?;
+        self.invalidate(room_key(room_id)).await;
         metrics::counter!("livehouse_rooms_closed_total").increment(1);
         if room.streaming {
             // The publisher is cut once the room is gone; its own stop finds no room to change.
@@ -382,34 +467,48 @@ impl LivingService {
         Ok(record.into())
     }
 
-    /// The live room with this id, through the cache.
+    /// The live room with this id, through the cache; from SQL alone while the cache is down
+    /// or still owes deletions from an outage.
     pub async fn get(&self, room_id: i64) -> LivingResult<Option<Room>> {
         let key = room_key(room_id);
-        if let Some(v) = self.cache.get(&key).await? {
-            if v == EMPTY_MARKER {
-                return Ok(None);
-            }
-            if let Ok(room) = serde_json::from_str::<Room>(&v) {
-                return Ok(Some(room));
+        let cache_ok = self.flush_invalidations().await;
+        if cache_ok {
+            match self.cache.get(&key).await {
+                Ok(Some(v)) if v == EMPTY_MARKER => return Ok(None),
+                Ok(Some(v)) => {
+                    if let Ok(room) = serde_json::from_str::<Room>(&v) {
+                        return Ok(Some(room));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    metrics::counter!("livehouse_room_cache_fallback_total").increment(1);
+                    tracing::warn!(error = %e, room = room_id, "cache down: room read from SQL");
+                }
             }
         }
-        match living_room::Entity::find_by_id(room_id)
+        let room = living_room::Entity::find_by_id(room_id)
             .one(&self.db)
             .await?
-        {
-            Some(m) => {
-                let room = Room::from(m);
-                let json = serde_json::to_string(&room).expect("room serializes");
-                self.cache.set(&key, &json, Some(ROOM_CACHE_TTL)).await?;
-                Ok(Some(room))
-            }
-            None => {
-                self.cache
-                    .set(&key, EMPTY_MARKER, Some(EMPTY_MARKER_TTL))
-                    .await?;
-                Ok(None)
+            .map(Room::from);
+        if cache_ok {
+            // Best effort: a failed write only means the next read asks SQL again.
+            let written = match &room {
+                Some(room) => {
+                    let json = serde_json::to_string(room).expect("room serializes");
+                    self.cache.set(&key, &json, Some(ROOM_CACHE_TTL)).await
+                }
+                None => {
+                    self.cache
+                        .set(&key, EMPTY_MARKER, Some(EMPTY_MARKER_TTL))
+                        .await
+                }
+            };
+            if let Err(e) = written {
+                tracing::debug!(error = %e, room = room_id, "room not cached");
             }
         }
+        Ok(room)
     }
 
     /// The anchor's live room, if any (straight from SQL: the console needs the truth).
@@ -445,7 +544,7 @@ impl LivingService {
             .await?
             .rows_affected
             > 0;
-        self.cache.del(&room_key(room_id)).await?;
+        self.invalidate(room_key(room_id)).await;
         if changed {
             self.notifier.notify(OperatorEvent::new(
                 if streaming {
@@ -466,7 +565,7 @@ impl LivingService {
             .filter(living_room::Column::Id.eq(room_id))
             .exec(&self.db)
             .await?;
-        self.cache.del(&room_key(room_id)).await?;
+        self.invalidate(room_key(room_id)).await;
         Ok(())
     }
 
@@ -489,15 +588,56 @@ impl LivingService {
             ));
         }
         let start = page.offset() as usize;
+        // Past the longest list nothing can be found: no cache call.
+        if start >= LIST_MAX {
+            return Ok((Vec::new(), false));
+        }
         // Ask for one extra item to learn whether another page follows.
         let stop = start + page.page_size as usize;
-        let mut items = self
-            .cache
-            .list_range(&list_key(room_type), start, stop)
-            .await?;
+        let mut items = if self.lists_fresh().await {
+            match self
+                .cache
+                .list_range(&list_key(room_type), start, stop)
+                .await
+            {
+                Ok(items) => items,
+                Err(e) => {
+                    metrics::counter!("livehouse_room_list_fallback_total").increment(1);
+                    tracing::warn!(error = %e, "cache down: room list read from SQL");
+                    self.list_from_sql(room_type, start, stop).await?
+                }
+            }
+        } else {
+            self.list_from_sql(room_type, start, stop).await?
+        };
         let has_next = items.len() > page.page_size as usize;
         items.truncate(page.page_size as usize);
         Ok((items, has_next))
+    }
+
+    /// Items `start..=stop` of a type's list as the list job would write it, read from SQL.
+    async fn list_from_sql(
+        &self,
+        room_type: i32,
+        start: usize,
+        stop: usize,
+    ) -> LivingResult<Vec<String>> {
+        let stop = stop.min(LIST_MAX - 1);
+        if start > stop {
+            return Ok(Vec::new());
+        }
+        let rows = living_room::Entity::find()
+            .filter(living_room::Column::RoomType.eq(room_type))
+            .order_by_desc(living_room::Column::StartTime)
+            .order_by_desc(living_room::Column::Id)
+            .offset(start as u64)
+            .limit((stop - start + 1) as u64)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| serde_json::to_string(&Room::from(m).summary()).expect("serializes"))
+            .collect())
     }
 
     /// Rebuilds every type's room list from SQL (newest first, at most [`LIST_MAX`]).

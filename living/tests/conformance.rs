@@ -245,6 +245,8 @@ macro_rules! conformance {
                 assert_eq!(first[0].room_name, "r123", "a closed room leaves the list");
                 assert!(Page::new(0, 10).is_err());
                 assert!(Page::new(1, 500).is_err());
+                assert!(Page::new(10_001, 10).is_err(), "pages are bounded");
+                assert!(Page::new(u64::MAX, 100).is_err());
             }
         }
     };

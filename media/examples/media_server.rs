@@ -23,6 +23,9 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: String,
     /// `KEY=ROOM_ID`, repeatable.
+    /// Secret the nginx callbacks must carry as `?secret=` (none: callbacks refused).
+    #[arg(long)]
+    callback_secret: Option<String>,
     #[arg(long = "key", value_parser = parse_key)]
     keys: Vec<(String, i64)>,
     /// Tags queued per viewer before it skips to the next keyframe.
@@ -92,7 +95,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let app = server
         .http_router()
-        .merge(livehouse_media::nginx_hooks_router(auth))
+        .merge(livehouse_media::nginx_hooks_router(
+            auth,
+            args.callback_secret.clone(),
+        ))
         .route("/example/rooms/{room}/close", close);
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

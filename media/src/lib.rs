@@ -288,7 +288,8 @@ impl MediaServer {
 /// `POST /media/on_publish_done` (form-encoded as nginx-rtmp sends them: app, name, addr,
 /// clientid, ...). on_publish: valid key → 302 with `Location: <roomId>` (nginx-rtmp renames the
 /// stream), invalid key or a room that already has a publisher → 403. on_update: 403 once the
-/// room is closed (nginx cuts the publisher). Uses [`StreamAuth`].
-pub fn nginx_hooks_router(auth: Arc<dyn StreamAuth>) -> axum::Router {
-    nginx::router(auth)
+/// room is closed (nginx cuts the publisher). Uses [`StreamAuth`]. Every callback must carry
+/// `?secret=<secret>` in its URL; with `secret` `None` every callback is refused (403).
+pub fn nginx_hooks_router(auth: Arc<dyn StreamAuth>, secret: Option<String>) -> axum::Router {
+    nginx::router(auth, secret)
 }

@@ -7,13 +7,19 @@
 //! the stream key becomes the room id viewers see. It remembers which nginx client publishes
 //! each room so a refused duplicate's `on_publish_done` does not clear the room's streaming
 //! flag. It must not touch media; it never holds its lock across an await.
+//!
+//! The callbacks are on the api's public port, so each call must carry the deployment's
+//! `--media-callback-secret` as `?secret=` in its URL (nginx/rtmp.conf puts it there); without
+//! a configured secret every callback answers 403. A stranger cannot clear a room's streaming
+//! flag with a guessed `clientid` and `addr`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Router};
@@ -52,17 +58,49 @@ struct Hooks {
     publishers: Mutex<HashMap<i64, (String, Instant)>>,
 }
 
-/// `POST /media/on_publish`, `POST /media/on_update`, `POST /media/on_publish_done`.
-pub fn router(auth: Arc<dyn StreamAuth>) -> Router {
+/// `POST /media/on_publish`, `POST /media/on_update`, `POST /media/on_publish_done`, each
+/// refused (403) unless its URL carries `secret` (none configured: always refused).
+pub fn router(auth: Arc<dyn StreamAuth>, secret: Option<String>) -> Router {
     let hooks = Arc::new(Hooks {
         auth,
         publishers: Mutex::new(HashMap::new()),
     });
+    let secret = Arc::new(secret);
     Router::new()
         .route("/media/on_publish", post(on_publish))
         .route("/media/on_update", post(on_update))
         .route("/media/on_publish_done", post(on_publish_done))
+        .route_layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+            let secret = secret.clone();
+            async move {
+                let Some(expected) = secret.as_deref() else {
+                    metrics::counter!("livehouse_media_callback_refused_total", "why" => "off")
+                        .increment(1);
+                    return refuse("media callbacks are off: set --media-callback-secret");
+                };
+                if !carries_secret(req.uri(), expected) {
+                    tracing::info!(path = %req.uri().path(), "nginx callback refused: wrong or missing secret");
+                    metrics::counter!("livehouse_media_callback_refused_total", "why" => "secret")
+                        .increment(1);
+                    return refuse("wrong or missing callback secret");
+                }
+                next.run(req).await
+            }
+        }))
         .with_state(hooks)
+}
+
+/// Whether the query string has `secret=<expected>` (compared in constant time).
+fn carries_secret(uri: &axum::http::Uri, expected: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Q {
+        secret: Option<String>,
+    }
+    let given = axum::extract::Query::<Q>::try_from_uri(uri)
+        .ok()
+        .and_then(|q| q.0.secret)
+        .unwrap_or_default();
+    !given.is_empty() && livehouse_core::auth::ct_eq(given.as_bytes(), expected.as_bytes())
 }
 
 fn refuse(reason: &str) -> Response {

@@ -12,7 +12,7 @@ use common::TestAuth;
 use tower::ServiceExt;
 
 async fn call(app: &axum::Router, hook: &str, form: &str) -> (StatusCode, Option<String>) {
-    let req = Request::post(format!("/media/{hook}"))
+    let req = Request::post(format!("/media/{hook}?secret={SECRET}"))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(form.to_string()))
         .expect("request");
@@ -25,6 +25,8 @@ async fn call(app: &axum::Router, hook: &str, form: &str) -> (StatusCode, Option
     (res.status(), location)
 }
 
+const SECRET: &str = "nginx-callback-test-9f8e7d6c5b4a3f2e1d0c";
+
 fn form(name: &str, clientid: u32) -> String {
     format!(
         "app=live&flashver=FMLE%2F3.0&swfurl=&tcurl=rtmp%3A%2F%2F127.0.0.1%2Flive&pageurl=&addr=127.0.0.1&clientid={clientid}&call=publish&name={name}&type=live"
@@ -34,7 +36,7 @@ fn form(name: &str, clientid: u32) -> String {
 #[tokio::test]
 async fn on_publish_redirects_a_valid_key_to_the_room_id_and_refuses_others() {
     let auth = TestAuth::with_room("goodkey", 42);
-    let app = livehouse_media::nginx_hooks_router(auth.clone());
+    let app = livehouse_media::nginx_hooks_router(auth.clone(), Some(SECRET.into()));
 
     assert_eq!(
         call(&app, "on_publish", &form("badkey", 1)).await.0,
@@ -78,9 +80,47 @@ async fn on_publish_redirects_a_valid_key_to_the_room_id_and_refuses_others() {
 }
 
 #[tokio::test]
+async fn callbacks_without_the_secret_are_refused_and_change_nothing() {
+    let auth = TestAuth::with_room("goodkey", 42);
+    let app = livehouse_media::nginx_hooks_router(auth.clone(), Some(SECRET.into()));
+    assert_eq!(
+        call(&app, "on_publish", &form("goodkey", 2)).await.0,
+        StatusCode::FOUND
+    );
+    for query in [
+        "",
+        "?secret=",
+        "?secret=guess",
+        "?secret=nginx-callback-test-9f8e7d6c5b4a3f2e1d0",
+        "?other=1",
+    ] {
+        for hook in ["on_publish", "on_update", "on_publish_done"] {
+            let req = Request::post(format!("/media/{hook}{query}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form("goodkey", 2)))
+                .expect("request");
+            let res = app.clone().oneshot(req).await.expect("response");
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{hook}{query}");
+        }
+    }
+    assert_eq!(
+        auth.streaming(42),
+        Some(true),
+        "a forged publish_done cleared nothing"
+    );
+    // No secret configured: every callback is refused, even one that carries some secret.
+    let off = livehouse_media::nginx_hooks_router(auth.clone(), None);
+    assert_eq!(
+        call(&off, "on_publish_done", &form("goodkey", 2)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(auth.streaming(42), Some(true));
+}
+
+#[tokio::test]
 async fn on_update_cuts_the_publisher_once_the_room_is_closed() {
     let auth: Arc<TestAuth> = TestAuth::with_room("goodkey", 42);
-    let app = livehouse_media::nginx_hooks_router(auth.clone());
+    let app = livehouse_media::nginx_hooks_router(auth.clone(), Some(SECRET.into()));
     assert_eq!(
         call(&app, "on_publish", &form("goodkey", 7)).await.0,
         StatusCode::FOUND

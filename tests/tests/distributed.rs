@@ -347,6 +347,8 @@ async fn run(mysql: String, redis: String, kafka: String) {
     let prefix = format!("lhtest:e2e:{run_id}:");
     let dir = std::env::temp_dir().join(format!("livehouse-e2e-{run_id}"));
     std::fs::create_dir_all(&dir).unwrap();
+    // A fresh strong secret per run (weak ones are refused at start).
+    let jwt_secret = livehouse_core::ids::random_hex(32);
     let cluster = Cluster {
         env: [
             ("LIVEHOUSE_DATABASE_URL", db_url.as_str()),
@@ -354,7 +356,7 @@ async fn run(mysql: String, redis: String, kafka: String) {
             ("LIVEHOUSE_KAFKA_BROKERS", kafka.as_str()),
             ("LIVEHOUSE_CACHE_PREFIX", prefix.as_str()),
             ("LIVEHOUSE_KAFKA_NAMESPACE", &format!("lhtest-e2e-{run_id}")),
-            ("LIVEHOUSE_JWT_SECRET", "e2e-secret-0123456789abcdef"),
+            ("LIVEHOUSE_JWT_SECRET", &jwt_secret),
             ("LIVEHOUSE_IM_HEARTBEAT_SECS", &GAP.as_secs().to_string()),
             ("LIVEHOUSE_OPEN_STREAMING", "true"),
             ("RUST_LOG", "info"),

@@ -15,7 +15,8 @@ async fn nginx_rtmp_publishes_through_the_livehouse_hooks() {
     if testenv::backend("LIVEHOUSE_TEST_NGINX").is_none() {
         return;
     }
-    let lh = Livehouse::start(&[]).await;
+    let secret = livehouse_core::ids::random_hex(24);
+    let lh = Livehouse::start(&["--media-callback-secret", &secret]).await;
     let (token, cfg) = lh.streamer_with_room("nginxanchor", "via nginx").await;
     let room = cfg["roomId"].as_i64().unwrap();
     let key = cfg["streamKey"].as_str().unwrap().to_string();
@@ -28,6 +29,7 @@ async fn nginx_rtmp_publishes_through_the_livehouse_hooks() {
             .env("LIVEHOUSE_NGINX_KEY", &key)
             .env("LIVEHOUSE_NGINX_ROOM", room.to_string())
             .env("LIVEHOUSE_NGINX_TOKEN", &token)
+            .env("LIVEHOUSE_NGINX_SECRET", &secret)
             .kill_on_drop(true)
             .output(),
     )

@@ -55,7 +55,10 @@ export async function startServer() {
   const [http, rtmp, imTcp] = [await freePort(), await freePort(), await freePort()];
   const dataDir = mkdtempSync(path.join(tmpdir(), 'livehouse-web-'));
   const args = ['--http-addr', `127.0.0.1:${http}`, '--rtmp-addr', `127.0.0.1:${rtmp}`, '--im-tcp-addr', `127.0.0.1:${imTcp}`,
-    '--data-dir', dataDir, '--web-dir', WEB_DIR];
+    '--data-dir', dataDir, '--web-dir', WEB_DIR,
+    // The suites sign up dozens of accounts from loopback in a minute: the pre-login rate
+    // limits stay on, well above that (tests/tests/hostile.rs tests the limits themselves).
+    '--rate-signup-per-ip', '1000', '--rate-login-per-ip', '1000', '--rate-im-token-per-ip', '1000'];
   const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' } });
   let log = '';
   const keep = (d) => {

@@ -1,17 +1,15 @@
-//! Accounts: the `t_user` table, password hashing (argon2), the tags (anchor, operator, VIP)
-//! and platform-wide suspension ([`suspension`]).
+//! Accounts: the `t_user` table, password hashing (argon2 on a bounded pool, [`passwords`]),
+//! the tags (anchor, operator, VIP) and platform-wide suspension ([`suspension`]).
 //!
 //! Must not: issue or read session tokens (see `session`) or know about rooms.
 
 pub mod entity;
 pub mod migration;
+pub mod passwords;
 pub mod suspension;
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
 use livehouse_core::time::now_ms;
+use passwords::{PasswordError, Passwords};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
 };
@@ -116,22 +114,14 @@ pub fn validate_new(username: &str, password: &str, nickname: &str) -> ApiResult
 /// Creates an account. `anchor` grants the tag that allows streaming.
 pub async fn register(
     db: &DatabaseConnection,
+    passwords: &Passwords,
     username: &str,
     password: &str,
     nickname: &str,
     anchor: bool,
 ) -> ApiResult<User> {
     validate_new(username, password, nickname)?;
-    let password = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    let hash = passwords.hash(password).await.map_err(password_error)?;
     let nick = if nickname.trim().is_empty() {
         username.to_string()
     } else {
@@ -155,35 +145,36 @@ pub async fn register(
     }
 }
 
-/// Checks a username and password; the same error for an unknown name and a wrong password.
-pub async fn login(db: &DatabaseConnection, username: &str, password: &str) -> ApiResult<User> {
+fn password_error(e: PasswordError) -> ApiError {
+    match e {
+        PasswordError::Busy => ApiError::Busy(e.to_string()),
+        PasswordError::Failed(m) => ApiError::Internal(m),
+    }
+}
+
+/// Checks a username and password; the same error for an unknown name and a wrong password,
+/// after the same work (an unknown name is checked against a dummy hash).
+pub async fn login(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    username: &str,
+    password: &str,
+) -> ApiResult<User> {
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
     if username.is_empty() || username.len() > 64 || password.len() > 256 {
         return Err(wrong());
     }
-    let Some(m) = entity::Entity::find()
+    let found = entity::Entity::find()
         .filter(entity::Column::Username.eq(username))
         .one(db)
-        .await?
-    else {
-        return Err(wrong());
-    };
-    let (hash, password) = (m.password_hash.clone(), password.to_string());
-    let ok = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    if ok {
-        Ok(m.into())
-    } else {
-        Err(wrong())
+        .await?;
+    let ok = passwords
+        .verify(found.as_ref().map(|m| m.password_hash.as_str()), password)
+        .await
+        .map_err(password_error)?;
+    match found {
+        Some(m) if ok => Ok(m.into()),
+        _ => Err(wrong()),
     }
 }
 

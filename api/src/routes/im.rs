@@ -7,6 +7,7 @@ use crate::envelope::ok;
 use crate::error::{ApiError, ApiResult};
 use crate::flex::opt_i64;
 use crate::params::Params;
+use crate::ratelimit::Client;
 use crate::session::CurrentUser;
 use crate::ApiState;
 use axum::extract::State;
@@ -37,9 +38,11 @@ struct ImConfigReq {
 async fn get_im_config(
     State(state): State<ApiState>,
     CurrentUser(user_id): CurrentUser,
+    Client(client): Client,
     headers: HeaderMap,
     Params(req): Params<ImConfigReq>,
 ) -> ApiResult<impl IntoResponse> {
+    crate::ratelimit::im_token(&state, &client, user_id).await?;
     crate::accounts::suspension::refuse_suspended(&state.db, user_id).await?;
     let avoid = req.avoid.filter(|a| !a.is_empty() && a.len() <= 128);
     let gateway = state

@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use livehouse_living::{Page, StartRoom};
+use livehouse_living::{Page, StartRoom, MAX_PAGE, MAX_PAGE_SIZE};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -31,17 +31,24 @@ fn room_id(v: Option<i64>) -> ApiResult<i64> {
     Ok(id)
 }
 
-/// `page` (default 1) and `pageSize` (default 20) as a validated page.
+/// `page` (default 1, at most [`MAX_PAGE`]) and `pageSize` (default 20, at most
+/// [`MAX_PAGE_SIZE`]) as a validated page. Checked here, on the `i64` the client sent, before any
+/// conversion or arithmetic.
 fn page(page: Option<i64>, page_size: Option<i64>) -> ApiResult<Page> {
     let page = page.unwrap_or(1);
     let size = page_size.unwrap_or(20);
     if page < 1 {
         return Err(ApiError::BadRequest("page must be at least 1".into()));
     }
-    if !(1..=100).contains(&size) {
-        return Err(ApiError::BadRequest(
-            "pageSize must be between 1 and 100".into(),
-        ));
+    if page > MAX_PAGE as i64 {
+        return Err(ApiError::BadRequest(format!(
+            "page must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    if !(1..=MAX_PAGE_SIZE as i64).contains(&size) {
+        return Err(ApiError::BadRequest(format!(
+            "pageSize must be between 1 and {MAX_PAGE_SIZE}"
+        )));
     }
     Ok(Page::new(page as u64, size as u64)?)
 }
@@ -280,6 +287,11 @@ async fn records(
     Params(req): Params<RecordsReq>,
 ) -> ApiResult<impl IntoResponse> {
     let anchor_id = required(req.anchor_id, "anchorId")?;
+    if anchor_id <= 0 {
+        return Err(ApiError::BadRequest(
+            "anchorId must be a positive integer".into(),
+        ));
+    }
     let page = page(req.page, req.page_size)?;
     let (list, has_next) = state.living.records(anchor_id, page).await?;
     let base = state.config.play_base_url.as_deref().unwrap_or("");

@@ -1,10 +1,12 @@
-//! `POST /user/register`, `/user/login`, `/user/logout`: accounts and the session cookie.
+//! `POST /user/register`, `/user/login`, `/user/logout`: accounts and the session cookie. Sign-up
+//! and sign-in are rate limited per client IP and per username first ([`crate::ratelimit`]).
 
 use crate::accounts;
 use crate::envelope::ok;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
-use crate::session::{clear_cookie, session_cookie};
+use crate::ratelimit::{self, Client};
+use crate::session::{clear_cookie, session_cookie, SecureCookie};
 use crate::ApiState;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
@@ -33,9 +35,9 @@ impl Credentials {
     }
 }
 
-fn signed_in(state: &ApiState, user: accounts::User) -> Response {
+fn signed_in(state: &ApiState, user: accounts::User, secure: bool) -> Response {
     let token = state.jwt.issue(user.user_id);
-    let cookie = session_cookie(&token);
+    let cookie = session_cookie(&token, secure);
     (
         [(SET_COOKIE, cookie)],
         ok(json!({ "userId": user.user_id, "token": token })),
@@ -45,11 +47,15 @@ fn signed_in(state: &ApiState, user: accounts::User) -> Response {
 
 async fn register(
     State(state): State<ApiState>,
+    SecureCookie(secure): SecureCookie,
+    Client(client): Client,
     Params(c): Params<Credentials>,
 ) -> ApiResult<Response> {
     let (username, password, nickname) = c.required()?;
+    ratelimit::signup(&state, &client, &username).await?;
     let user = accounts::register(
         &state.db,
+        &state.passwords,
         &username,
         &password,
         &nickname,
@@ -57,21 +63,30 @@ async fn register(
     )
     .await?;
     metrics::counter!("livehouse_users_registered_total").increment(1);
-    Ok(signed_in(&state, user))
+    Ok(signed_in(&state, user, secure))
 }
 
 async fn login(
     State(state): State<ApiState>,
+    SecureCookie(secure): SecureCookie,
+    Client(client): Client,
     Params(c): Params<Credentials>,
 ) -> ApiResult<Response> {
     let (username, password, _) = c.required()?;
-    let user = accounts::login(&state.db, &username, &password).await?;
+    ratelimit::login(&state, &client, &username).await?;
+    let user = accounts::login(&state.db, &state.passwords, &username, &password).await?;
+    ratelimit::clear(
+        state.cache.as_ref(),
+        "login-account",
+        &username.to_ascii_lowercase(),
+    )
+    .await;
     accounts::suspension::refuse_suspended(&state.db, user.user_id).await?;
-    Ok(signed_in(&state, user))
+    Ok(signed_in(&state, user, secure))
 }
 
-async fn logout() -> Response {
-    ([(SET_COOKIE, clear_cookie())], ok(json!({}))).into_response()
+async fn logout(SecureCookie(secure): SecureCookie) -> Response {
+    ([(SET_COOKIE, clear_cookie(secure))], ok(json!({}))).into_response()
 }
 
 pub fn routes() -> Router<ApiState> {

@@ -65,7 +65,14 @@ impl RedisCache {
     /// Connects to `url` (`redis://host:port/db`); every key is stored as `prefix + key`.
     pub async fn connect(url: &str, prefix: &str) -> CacheResult<Self> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        // A call fails within about a second while Redis is down (the default retries with
+        // backoff for ~10 s), so callers fall back (room reads go to SQL) instead of hanging.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(250))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
