@@ -338,6 +338,7 @@ async fn sender(
     let mut next = Instant::now();
     let mut n = 0;
     let give_up = until + Duration::from_secs(30);
+    let mut last = String::from("none");
     loop {
         let now = Instant::now();
         if now >= until && pending.is_empty() {
@@ -361,7 +362,7 @@ async fn sender(
             .max(Duration::from_millis(5));
         match tokio::time::timeout(wait, c.inbox.recv()).await {
             Err(_) => {}
-            Ok(None) => panic!("{name}: the sender's connection was lost"),
+            Ok(None) => panic!("{name}: the sender's connection was lost (last frame: {last})"),
             Ok(Some((1003, body))) if body.get("offset").is_none() => {
                 let content = pending.pop_front().expect("an answer to a message sent");
                 let mut l = ledger.lock().unwrap();
@@ -373,7 +374,7 @@ async fn sender(
                     l.refused.push((content, body["error"].to_string()));
                 }
             }
-            Ok(Some(_)) => {}
+            Ok(Some((code, body))) => last = format!("{code} {body}"),
         }
     }
 }
@@ -899,6 +900,13 @@ async fn a_killed_gateways_viewers_reconnect_to_the_other_and_miss_nothing() {
         let _ = t.gws[0].proc.child.wait().await;
         let done = chat.finish(None).await;
         done.report_and_check("kill -9 of gateway A", FAULT_AT);
+        for (name, v) in done.viewers.iter().filter(|(n, _)| n.contains("(on a)")) {
+            assert!(
+                v.events.iter().any(|e| e.contains("logged in to b")),
+                "{name} moved to gateway B: {:?}",
+                v.events
+            );
+        }
         drop(t);
     })
     .await;
