@@ -936,8 +936,9 @@ async fn a_redis_restart_mid_chat_loses_no_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today (issue 11): after the broker restart the gateway closes the senders' \
-            connections and messages accepted once it was back never reach the chat log"]
+#[ignore = "fails today (issue 11): at the broker's kill both gateways drop their senders' \
+            connections without a word (no error logged), and messages accepted once the broker \
+            was back do not all reach the chat log"]
 async fn a_broker_restart_mid_chat_loses_nothing_past_the_chat_log() {
     let Some((mysql, redis, _)) = backends() else {
         return;
@@ -1007,8 +1008,9 @@ async fn a_broker_restart_mid_chat_loses_nothing_past_the_chat_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today (issue 11): a `msg` started after a kill -9 of the old one delivers \
-            nothing within 45 s (the chat group on tansu is not taken over)"]
+#[ignore = "fails today (issue 11): after a kill -9 of `msg` the restarted one gets no partition \
+            of the chat group within 55 s on tansu 0.6 (a SIGTERM restart recovers in 2.4 s): \
+            the dead member is not expired"]
 async fn msg_killed_and_restarted_loses_no_message() {
     let Some((mysql, redis, kafka)) = backends() else {
         return;
