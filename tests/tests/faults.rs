@@ -936,9 +936,9 @@ async fn a_redis_restart_mid_chat_loses_no_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today (issue 11): at the broker's kill both gateways drop their senders' \
-            connections without a word (no error logged), and messages accepted once the broker \
-            was back do not all reach the chat log"]
+#[ignore = "fails today (issue 11): within 0.5 s of the broker coming back (memory storage, its \
+            topics gone) `msg` and both gateways die of SIGSEGV (wait status 11; nothing logged), \
+            so the senders' connections drop"]
 async fn a_broker_restart_mid_chat_loses_nothing_past_the_chat_log() {
     let Some((mysql, redis, _)) = backends() else {
         return;
