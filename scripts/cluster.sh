@@ -56,7 +56,6 @@ if [ -z "${LIVEHOUSE_JWT_SECRET:-}" ]; then
     LIVEHOUSE_JWT_SECRET=$(cat "$DIR/jwt.secret")
     export LIVEHOUSE_JWT_SECRET
 fi
-export LIVEHOUSE_INTERNAL_TOKEN="${LIVEHOUSE_INTERNAL_TOKEN:-$LIVEHOUSE_JWT_SECRET}"
 
 pids=()
 names=()
