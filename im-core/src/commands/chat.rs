@@ -164,6 +164,9 @@ pub(crate) async fn run(st: &mut ConnState, f: &Frame) -> Flow {
     Flow::Continue
 }
 
+/// Longest wait for the shared limits before the message goes on under the local bucket alone.
+const SHARED_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The user's chat rate over all their devices and gateways (`rate` per second, burst `rate`,
 /// as the local bucket), then the room's slow mode (one message per `slow_secs`), both as token
 /// buckets in the shared cache. `Some((slug, retry after))` refuses the message. A cache error
@@ -192,11 +195,19 @@ async fn shared_limits(
     ];
     let active = if slow_secs == 0 { 1 } else { 2 };
     for (key, interval, burst, slug) in &checks[..active] {
-        match cache.throttle(key, *interval, *burst).await {
-            Ok(None) => {}
-            Ok(Some(wait)) => return Some((slug, wait)),
-            Err(e) => {
+        // The connection waits for this answer: a cache that does not answer quickly counts as
+        // down, so an outage never holds the user's messages back (they would then arrive in a
+        // burst and hit the local bucket).
+        match tokio::time::timeout(SHARED_LIMIT_WAIT, cache.throttle(key, *interval, *burst)).await
+        {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(wait))) => return Some((slug, wait)),
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, user, "chat limits: cache unavailable, local only");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(user, "chat limits: cache too slow, local only");
                 return None;
             }
         }
