@@ -10,6 +10,7 @@ mod adapters;
 mod admin;
 mod app;
 mod config;
+mod http_caps;
 
 use clap::Parser;
 use std::process::ExitCode;
