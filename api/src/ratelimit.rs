@@ -89,10 +89,10 @@ impl RateLimits {
     }
 }
 
-/// The client's address as something upstream established it (e.g. from a trusted proxy's
-/// `X-Forwarded-For`); requests without it count by their socket peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
+/// The client's address as the HTTP server established it (from a trusted proxy's
+/// `X-Forwarded-For`, see `livehouse_core::limits::client_ip`); requests without it count by
+/// their socket peer.
+pub use livehouse_core::limits::ClientIp;
 
 /// The key a client IP counts under: the address, or its /64 for IPv6 (one host gets a /64).
 pub fn ip_key(ip: IpAddr) -> String {

@@ -6,7 +6,8 @@
 //!   ([`presence::Presence`]), each with an embedded
 //!   adapter (in-process) and a distributed one (Redis, Kafka);
 //! - [`backends::Backends`], the bundle of connected ports a role's `run` receives;
-//! - a few shared helpers: clock ([`time`]), random tokens ([`ids`]), JWT ([`auth`]).
+//! - a few shared helpers: clock ([`time`]), random tokens ([`ids`]), JWT ([`auth`]), connection
+//!   caps and the client's address ([`limits`]).
 //!
 //! It must not know about HTTP, rooms or the wire protocol: those belong to the role crates.
 //! Every adapter of a port passes the same conformance suite ([`cache::conformance`]).
@@ -19,6 +20,7 @@ pub mod chatlog;
 pub mod db;
 pub mod events;
 pub mod ids;
+pub mod limits;
 pub mod presence;
 pub mod testenv;
 pub mod time;

@@ -64,9 +64,21 @@ impl Gateway {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 r = listener.accept() => match r {
-                    Ok((sock, _peer)) => {
+                    Ok((sock, peer)) => {
+                        // Over a cap the socket is closed at once: no byte is read from it.
+                        let guard = match &self.cfg.tcp_limiter {
+                            Some(limiter) => match limiter.try_open(peer.ip()) {
+                                Ok(g) => Some(g),
+                                Err(_) => continue,
+                            },
+                            None => None,
+                        };
                         let _ = sock.set_nodelay(true);
-                        tokio::spawn(crate::conn::run(self.clone(), sock, Wire::Tcp, None));
+                        let gw = self.clone();
+                        tokio::spawn(async move {
+                            let _slot = guard;
+                            crate::conn::run(gw, sock, Wire::Tcp, None).await
+                        });
                     }
                     Err(e) => {
                         // Usually out of file descriptors: back off instead of spinning.
@@ -150,7 +162,14 @@ fn upgrade(gw: Arc<Gateway>, mut req: Request, login: Option<LoginReq>) -> Respo
             "connection cannot be upgraded",
         );
     };
+    // A request a trusted proxy forwarded holds its client's slot (livehouse_core::limits):
+    // the WebSocket keeps it for its whole life, not just for the 101 response.
+    let held = req
+        .extensions()
+        .get::<livehouse_core::limits::HeldConn>()
+        .and_then(|h| h.take());
     tokio::spawn(async move {
+        let _slot = held;
         match on_upgrade.await {
             Ok(upgraded) => crate::conn::run(gw, TokioIo::new(upgraded), Wire::Ws, login).await,
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),

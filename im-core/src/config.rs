@@ -50,6 +50,9 @@ pub struct ImConfig {
     /// How long an accepted chat message may wait for the bus before the sender is told
     /// `unavailable` and the message is dropped.
     pub publish_deadline: Duration,
+    /// Caps on the TCP listener's connections (per client address, in all); `None`: no cap.
+    /// WebSocket connections are counted by the HTTP server they arrive on.
+    pub tcp_limiter: Option<Arc<livehouse_core::limits::ConnLimiter>>,
 }
 
 impl Default for ImConfig {
@@ -73,6 +76,7 @@ impl Default for ImConfig {
             recent_per_room: 128,
             publish_queue: 8192,
             publish_deadline: Duration::from_secs(5),
+            tcp_limiter: None,
         }
     }
 }
@@ -98,6 +102,7 @@ impl std::fmt::Debug for ImConfig {
             .field("recent_per_room", &self.recent_per_room)
             .field("publish_queue", &self.publish_queue)
             .field("publish_deadline", &self.publish_deadline)
+            .field("tcp_limiter", &self.tcp_limiter)
             .finish()
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::adapters::{LocalFirstDelivery, MediaHealth, RoomsStreamAuth};
 use crate::config::{Config, Role};
+use crate::http_caps::CappedListener;
 use anyhow::Context;
 use axum::Router;
 use livehouse_api::accounts::suspension::Suspensions;
@@ -12,6 +13,7 @@ use livehouse_core::auth::{check_secret, InternalTokens, JwtKeys};
 use livehouse_core::bus::{Bus, MemoryBus};
 use livehouse_core::cache::{Cache, MemoryCache, RedisCache};
 use livehouse_core::chatlog::{ChatLog, LogConfig, MemoryChatLog, RedisChatLog};
+use livehouse_core::limits::ConnLimiter;
 use livehouse_core::presence::{MemoryPresence, Presence, PresenceConfig, RedisPresence};
 use livehouse_core::{db, Backends};
 use livehouse_im_core::{Gateway, ImConfig, ImPorts};
@@ -258,11 +260,17 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     };
     let moderation = ModerationService::new(living.clone(), backends.bus.clone());
     let mut http = Router::new();
+    // Connection caps, one limiter per listener (design §4): HTTP (API, pages, WebSocket,
+    // HTTP-FLV), IM TCP, RTMP.
+    let http_limiter = ConnLimiter::new("http", cfg.conn_caps(cfg.max_http_conns));
+    let mut limiters = vec![http_limiter.clone()];
     let stream_auth: Arc<dyn StreamAuth> = Arc::new(RoomsStreamAuth(living.clone()));
     let heartbeat_gap = Duration::from_secs(cfg.im_heartbeat_secs.max(1));
     // The media server is built before the api so that, in one process, the api reads its
     // stream health; it serves RTMP and its routes only with the media role.
     let media = has(Role::Media).then(|| {
+        let rtmp_limiter = ConnLimiter::new("rtmp", cfg.conn_caps(cfg.max_rtmp_conns));
+        limiters.push(rtmp_limiter.clone());
         let record = RecordConfig {
             mode: match cfg.record.as_str() {
                 "on" => RecordMode::On,
@@ -278,6 +286,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             MediaOptions {
                 record: Some(record),
                 max_bitrate_kbps: cfg.max_bitrate,
+                rtmp_limiter: Some(rtmp_limiter.clone()),
                 ..MediaOptions::default()
             },
         )
@@ -381,6 +390,8 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         };
         let rules = livehouse_moderation::RuleBook::new(backends.cache.clone(), words);
         let im_listener = bind(cfg.im_tcp_addr, "IM TCP").await?;
+        let im_tcp_limiter = ConnLimiter::new("im_tcp", cfg.conn_caps(cfg.max_im_tcp_conns));
+        limiters.push(im_tcp_limiter.clone());
         let shown = |addr: std::net::SocketAddr| match &cfg.public_host {
             Some(h) => format!("{h}:{}", addr.port()),
             None => addr.to_string(),
@@ -403,6 +414,7 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
             heartbeat_gap,
             login_timeout: Duration::from_secs(cfg.im_login_timeout_secs.max(1)),
             internal_auth: Some(Arc::new(move |given: &str| tokens.verify_now(given))),
+            tcp_limiter: Some(im_tcp_limiter.clone()),
             fanout_linger: Duration::from_millis(cfg.im_fanout_linger_ms),
             recent_per_room: cfg.im_recent_per_room,
             ..ImConfig::default()
@@ -493,6 +505,18 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
         idle_timeout: secs(cfg.http_idle_timeout_secs),
     };
     tasks.spawn(async move {
+        export_conn_metrics(limiters, stop).await;
+        Ok(())
+    });
+    let stop = shutdown.wait();
+    // Connection caps: counted per TCP connection at accept, and per request for the clients
+    // of a trusted proxy (which also resolves every request's client address).
+    let http = http.layer(axum::middleware::from_fn_with_state(
+        http_limiter.clone(),
+        crate::http_caps::per_client,
+    ));
+    let http_listener = CappedListener::new(http_listener, http_limiter);
+    tasks.spawn(async move {
         crate::http::serve(http_listener, http, limits, stop)
             .await
             .context("HTTP server")
@@ -523,6 +547,21 @@ pub async fn run(role: Role, cfg: Config) -> anyhow::Result<()> {
     match failed {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Keeps the `livehouse_conns_open` gauges on /metrics (idle gauges expire after 30 s).
+async fn export_conn_metrics(limiters: Vec<Arc<ConnLimiter>>, shutdown: impl Future<Output = ()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        for l in &limiters {
+            l.export();
+        }
     }
 }
 

@@ -365,6 +365,54 @@ pub struct Config {
         global = true
     )]
     pub max_bitrate: u32,
+    /// Open connections one client address may hold on each listener (HTTP, IM TCP, RTMP); over
+    /// it the client gets HTTP 503 or a closed socket (0 = no cap). IPv6 clients count per /64.
+    #[arg(
+        long,
+        env = "LIVEHOUSE_MAX_CONNS_PER_IP",
+        default_value_t = livehouse_core::limits::DEFAULT_PER_IP,
+        global = true
+    )]
+    pub max_conns_per_ip: u32,
+    /// Count loopback clients in the connection caps as well (by default they are exempt, so
+    /// local benchmarks and a proxy on the same host keep working).
+    #[arg(long, env = "LIVEHOUSE_CAP_LOOPBACK", global = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub cap_loopback: bool,
+    /// Open HTTP connections in all (API, pages, WebSocket, HTTP-FLV; 0 = no cap).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_MAX_HTTP_CONNS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_http_conns: usize,
+    /// Open IM TCP connections in all (0 = no cap).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_MAX_IM_TCP_CONNS",
+        default_value_t = 6_000,
+        global = true
+    )]
+    pub max_im_tcp_conns: usize,
+    /// Open RTMP connections in all, publishers and players (0 = no cap).
+    #[arg(
+        long,
+        env = "LIVEHOUSE_MAX_RTMP_CONNS",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub max_rtmp_conns: usize,
+    /// A reverse proxy (address or block, e.g. `10.0.0.0/8`; repeatable) whose
+    /// `X-Forwarded-For` names the client, for the per-address caps and limits. Without it the
+    /// header is ignored. Several in the environment: comma-separated.
+    #[arg(
+        long = "trusted-proxy",
+        env = "LIVEHOUSE_TRUSTED_PROXY",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<livehouse_core::limits::IpNet>,
 }
 
 /// Loads the settings file named by `--config FILE` / `--config=FILE` / `LIVEHOUSE_CONFIG` into
@@ -407,6 +455,16 @@ pub fn load_file_into_env(args: &[String]) -> Result<(), String> {
 }
 
 impl Config {
+    /// The caps of one listener, `total` in all (0: none).
+    pub fn conn_caps(&self, total: usize) -> livehouse_core::limits::ConnCaps {
+        livehouse_core::limits::ConnCaps {
+            per_ip: self.max_conns_per_ip,
+            total,
+            cap_loopback: self.cap_loopback,
+            trusted: livehouse_core::limits::TrustedProxies::new(self.trusted_proxies.clone()),
+        }
+    }
+
     pub fn embedded_db(&self) -> bool {
         self.database_url.is_none()
     }
@@ -436,7 +494,9 @@ impl Config {
              public_host={} web_dir={} im_heartbeat_secs={} \
              blocked_words={} webhook_urls={} webhook_secret={} record={} \
              record_retention_days={} record_max_gb={} max_bitrate={} \
-             http_header_timeout_secs={} http_idle_timeout_secs={} http_max_body_bytes={}",
+             http_header_timeout_secs={} http_idle_timeout_secs={} http_max_body_bytes={} \
+             max_conns_per_ip={} cap_loopback={} max_http_conns={} max_im_tcp_conns={} \
+             max_rtmp_conns={} trusted_proxies={}",
             self.http_addr,
             self.rtmp_addr,
             self.im_tcp_addr,
@@ -480,6 +540,20 @@ impl Config {
             self.http_header_timeout_secs,
             self.http_idle_timeout_secs,
             self.http_max_body_bytes,
+            self.max_conns_per_ip,
+            self.cap_loopback,
+            self.max_http_conns,
+            self.max_im_tcp_conns,
+            self.max_rtmp_conns,
+            if self.trusted_proxies.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.trusted_proxies
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
         )
     }
 }
@@ -565,5 +639,48 @@ mod tests {
             !text.contains("s3cr3t") && text.contains("webhook_urls=2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn connection_caps_have_internet_defaults_and_parse_proxies() {
+        let cli = Cli::try_parse_from(["livehouse"]).unwrap();
+        let caps = cli.config.conn_caps(cli.config.max_http_conns);
+        assert_eq!(caps.per_ip, 200);
+        assert!(!caps.cap_loopback, "loopback is exempt by default");
+        assert!(
+            caps.trusted.is_empty(),
+            "no X-Forwarded-For is believed by default"
+        );
+        let c = &cli.config;
+        assert!(
+            c.max_http_conns + c.max_im_tcp_conns + c.max_rtmp_conns < 20_000,
+            "the totals fit under a 20,000 open-files limit"
+        );
+        let cli = Cli::try_parse_from([
+            "livehouse",
+            "--cap-loopback",
+            "--max-conns-per-ip",
+            "0",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "192.0.2.1",
+        ])
+        .unwrap();
+        let caps = cli.config.conn_caps(5);
+        assert!(caps.cap_loopback && caps.per_ip == 0 && caps.total == 5);
+        assert!(caps.trusted.contains("10.9.8.7".parse().unwrap()));
+        assert!(caps.trusted.contains("192.0.2.1".parse().unwrap()));
+        assert!(!caps.trusted.contains("192.0.2.2".parse().unwrap()));
+        assert!(cli
+            .config
+            .describe()
+            .contains("trusted_proxies=10.0.0.0/8,192.0.2.1/32"));
+        assert!(
+            Cli::try_parse_from(["livehouse", "--cap-loopback", "false"])
+                .is_ok_and(|c| !c.config.cap_loopback)
+        );
+        let bad = Cli::try_parse_from(["livehouse", "--trusted-proxy", "proxy.example"]);
+        assert!(bad.is_err(), "a host name is a clear error, not a guess");
     }
 }

@@ -13,8 +13,12 @@
 //! Each request carries `ConnectInfo<SocketAddr>` of its peer. On shutdown every connection is
 //! asked to finish its current request and close.
 //!
-//! Must not: know routes or roles, or cap connections (that belongs to the accept policy).
+//! Connections come from a [`CappedListener`]: over a connection cap they were answered 503 at
+//! accept and never reach hyper; each accepted one holds its slot until it closes.
+//!
+//! Must not: know routes or roles, or decide caps (that belongs to the accept policy).
 
+use crate::http_caps::{Capped, CappedListener};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -27,7 +31,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -72,7 +76,7 @@ impl Activity {
 
 /// A TCP stream that records when bytes move.
 struct Watched {
-    inner: TcpStream,
+    inner: Capped<TcpStream>,
     activity: Arc<Activity>,
 }
 
@@ -132,7 +136,7 @@ impl AsyncWrite for Watched {
 /// Serves `router` on `listener` until `shutdown` resolves, then lets every connection finish
 /// its current request.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: CappedListener,
     router: Router,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
@@ -144,17 +148,11 @@ pub async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(connection(stream, peer, router.clone(), limits, stop_rx.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            // Accept errors (out of file descriptors and the like) are logged and retried after
+            // a pause inside the listener; refused connections never come out of it.
+            (stream, peer) = axum::serve::Listener::accept(&mut listener) => {
+                conns.spawn(connection(stream, peer, router.clone(), limits, stop_rx.clone()));
+            }
         }
     }
     drop(listener);
@@ -165,7 +163,7 @@ pub async fn serve(
 
 /// One connection: hyper with the header deadline, plus the idle watch.
 async fn connection(
-    stream: TcpStream,
+    stream: Capped<TcpStream>,
     peer: SocketAddr,
     router: Router,
     limits: HttpLimits,

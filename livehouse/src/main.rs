@@ -12,6 +12,7 @@ mod admin;
 mod app;
 mod config;
 mod http;
+mod http_caps;
 
 use clap::Parser;
 use std::process::ExitCode;

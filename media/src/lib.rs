@@ -68,6 +68,8 @@ pub struct MediaOptions {
     pub record: Option<RecordConfig>,
     /// A bitrate above this (kbit/s) is a health warning (0 = no limit).
     pub max_bitrate_kbps: u32,
+    /// Caps on the RTMP listener's connections (per client address, in all); `None`: no cap.
+    pub rtmp_limiter: Option<Arc<livehouse_core::limits::ConnLimiter>>,
 }
 
 /// The built-in media server: an `Arc`-shared hub of streams with its RTMP and HTTP front ends.

@@ -60,10 +60,19 @@ pub(crate) async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
+                    // Over a cap the socket is closed at once, before the handshake.
+                    let slot = match &server.options.rtmp_limiter {
+                        Some(limiter) => match limiter.try_open(peer.ip()) {
+                            Ok(g) => Some(g),
+                            Err(_) => continue,
+                        },
+                        None => None,
+                    };
                     let _ = sock.set_nodelay(true);
                     let conn = Conn::new(server.clone(), peer);
                     let stop = stop_rx.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = conn.run(sock, stop).await {
                             tracing::debug!(%peer, "RTMP connection ended: {e:#}");
                         }
