@@ -7,7 +7,7 @@
 // No video is needed: a live room chats without a stream. Screenshots go to target/screenshots/.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, newPage, until, assertNoErrors, apiAs, startRoomAs, screenshot } from './helpers.mjs';
+import { startServer, launch, newPage, until, assertNoErrors, apiAs, startRoomAs, screenshot, sleep } from './helpers.mjs';
 
 describe('chat stream: history, recovery, several tabs', { timeout: 180000 }, () => {
   let server;
@@ -46,10 +46,21 @@ describe('chat stream: history, recovery, several tabs', { timeout: 180000 }, ()
   const lines = (page, text) => page.locator('[data-testid=chat-line] .content', { hasText: text });
 
   async function say(page, text) {
-    await page.getByTestId('chat-input').fill(text);
-    await page.getByTestId('chat-input').press('Enter');
-    // Answered by the gateway: the line loses its pending mark and gets the message id.
-    await page.locator(`[data-testid=chat-line]:not(.pending) .content:text-is("${text}")`).waitFor({ timeout: 5000 });
+    // The gateway allows 5 messages a second per user (burst 5): a message refused as
+    // `rate_limited` is sent again once a token is back; any other refusal fails the test.
+    for (let attempt = 1; attempt <= 10; attempt++) {
+      await page.getByTestId('chat-input').fill(text);
+      await page.getByTestId('chat-input').press('Enter');
+      // Answered by the gateway: the line loses its pending mark (and is marked failed if refused).
+      const answered = page.locator(`[data-testid=chat-line]:not(.pending) .content:text-is("${text}")`);
+      await until(`the gateway's answer to "${text}"`, async () => (await answered.count()) === attempt, { timeoutMs: 5000 });
+      const failed = await page.locator(`[data-testid=chat-line].failed .content:text-is("${text}")`).count();
+      if (failed < attempt) return;
+      const why = await page.locator('.chat-note').getAttribute('data-error');
+      assert.equal(why, 'rate_limited', `"${text}" refused: ${why}`);
+      await sleep(250);
+    }
+    throw new Error(`"${text}" stayed rate limited`);
   }
 
   async function register(name) {
